@@ -1,0 +1,21 @@
+"""divekit: Dive into Deep Learning as a real toolkit.
+
+    import divekit as dk
+    result = dk.train(model="softmax-regression", data="fashion-mnist", epochs=10)
+    dk.list_models("res*"); dk.create_model("softmax-regression", num_classes=10, in_shape=(1, 28, 28))
+"""
+
+__version__ = "0.1.0"
+
+from .config import TrainConfig
+from .data import DataBundle, TensorLoader, list_datasets, load_dataset
+from .errors import ConfigError, DataError, DivekitError, TrainingDiverged
+from .models import create_model, list_models
+from .train.api import Result, fit, load_run, train
+from .train.trainer import Callback, StopTraining, Trainer
+
+__all__ = [
+    "Callback", "ConfigError", "DataBundle", "DataError", "DivekitError", "Result", "StopTraining", "TensorLoader",
+    "TrainConfig", "Trainer", "TrainingDiverged", "create_model", "fit", "list_datasets", "list_models",
+    "load_dataset", "load_run", "train",
+]

@@ -1,0 +1,132 @@
+"""The dataset registry: `list_datasets()`, `load_dataset(name, ...)` -> DataBundle.
+
+A DataBundle carries the loaders of a dataset's splits and the facts a model needs to be built
+for it (`context`: number of classes, input shape ...), plus the kind of task, which tells the
+trainer how a batch becomes a loss and metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from ..registry import Registry, call_with_known
+from . import hub
+from .loader import TensorLoader
+from .synthetic import synthetic_linear
+from .transforms import image_transform, resize as resize_fn, to_float
+from .vision import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_digits_tensors, load_idx_set
+
+DATASETS = Registry("dataset")
+register_dataset = DATASETS.register
+
+
+@dataclass
+class DataBundle:
+    """A dataset ready for training: loaders per split and what a model must know about it."""
+
+    name: str
+    task: str  # "classification" | "regression"
+    train: TensorLoader
+    test: TensorLoader | None = None
+    valid: TensorLoader | None = None
+    classes: list[str] | None = None
+    context: dict[str, Any] = field(default_factory=dict)  # keyword facts for create_model
+    transform: Any = None  # the deterministic input transform, for prediction on new inputs
+
+    def loaders(self) -> dict[str, TensorLoader]:
+        return {k: v for k, v in (("train", self.train), ("valid", self.valid), ("test", self.test)) if v is not None}
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    """Names of registered datasets matching a glob pattern."""
+    return DATASETS.names(pattern)
+
+
+def load_dataset(
+    name: str,
+    *,
+    batch_size: int = 256,
+    resize: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    data_dir: str | None = None,
+    **kwargs,
+) -> DataBundle:
+    """Load a registered dataset as in-memory loaders.
+
+    `resize` only applies to image datasets; extra `kwargs` go to the dataset's factory.
+    """
+    entry = DATASETS.get(name)
+    overrides = dict(kwargs)
+    if resize is not None:
+        overrides["resize"] = resize
+    context = dict(batch_size=batch_size, seed=seed, device=device, data_dir=data_dir)
+    try:
+        return call_with_known(entry.factory, context, overrides, f"dataset {name!r}")
+    except ConfigError as e:
+        if "resize" in overrides and "'resize'" in str(e):
+            raise ConfigError(f"--resize applies to image datasets; {name!r} has no images") from None
+        raise
+
+
+def image_classification(
+    name: str,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    classes: list[str],
+    *,
+    batch_size: int,
+    seed: int,
+    device,
+    resize: int | None = None,
+) -> DataBundle:
+    """A bundle over uint8 images (N, C, H, W): converted to float in [0, 1] (and resized) per batch."""
+    fns = [to_float] + ([resize_fn(resize)] if resize else [])
+    transform = image_transform(*fns)
+    h, w = (resize, resize) if resize else tuple(x_train.shape[-2:])
+    train = TensorLoader(x_train, y_train, batch_size=batch_size, shuffle=True, transform=transform, device=device, seed=seed)
+    test = TensorLoader(x_test, y_test, batch_size=batch_size, transform=transform, device=device)
+    context = {"num_classes": len(classes), "in_shape": (x_train.shape[1], h, w)}
+    return DataBundle(name, "classification", train, test, classes=list(classes), context=context, transform=transform)
+
+
+@register_dataset("digits", defaults={"batch_size": 64, "epochs": 20}, tags=("image", "embedded"))
+def digits(*, batch_size, seed, device, resize=None):
+    """scikit-learn's 8x8 handwritten digits (1,797 images), bundled: works with no network or cache."""
+    return image_classification(
+        "digits", *load_digits_tensors(), MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize
+    )
+
+
+@register_dataset("fashion-mnist", defaults={"batch_size": 256, "epochs": 10}, tags=("image",))
+def fashion_mnist(*, batch_size, seed, device, data_dir=None, resize=None):
+    """Zalando's Fashion-MNIST: 60,000 + 10,000 28x28 grayscale images of 10 kinds of clothing."""
+    tensors = load_idx_set(tuple(hub.fetch("fashion-mnist", data_dir)))
+    return image_classification(
+        "fashion-mnist", *tensors, FASHION_MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize
+    )
+
+
+@register_dataset("mnist", defaults={"batch_size": 256, "epochs": 10}, tags=("image",))
+def mnist(*, batch_size, seed, device, data_dir=None, resize=None):
+    """LeCun's MNIST handwritten digits: 60,000 + 10,000 28x28 grayscale images."""
+    tensors = load_idx_set(tuple(hub.fetch("mnist", data_dir)))
+    return image_classification(
+        "mnist", *tensors, MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize
+    )
+
+
+@register_dataset("synthetic-linear", defaults={"batch_size": 10, "epochs": 3, "lr": 0.03}, tags=("regression",))
+def synthetic_linear_data(*, batch_size, seed, device, w=(2.0, -3.4), b=4.2, noise=0.01):
+    """The book's y = Xw + b + noise (w = [2, -3.4], b = 4.2), 1,000 training and 1,000 test examples."""
+    x_tr, y_tr, x_te, y_te, w_t, b = synthetic_linear(w, b, noise, seed=seed)
+    train = TensorLoader(x_tr, y_tr, batch_size=batch_size, shuffle=True, device=device, seed=seed)
+    test = TensorLoader(x_te, y_te, batch_size=batch_size, device=device)
+    context = {"in_shape": (len(w_t),), "num_outputs": 1, "true_w": w_t, "true_b": b}
+    return DataBundle("synthetic-linear", "regression", train, test, context=context)

@@ -1,0 +1,1 @@
+"""Training: the trainer, its callbacks, checkpoints, and the train/fit entry points."""

@@ -1,0 +1,221 @@
+"""Entry points: `train(config)` for named models and datasets, `fit(model, data)` for your own.
+
+A run folder holds: config.json (the resolved config), metrics.json / metrics.csv (per epoch),
+curves.png, checkpoint.safetensors (last epoch, with optimizer and RNG state, for --resume) and
+best.safetensors (best epoch by the monitored metric).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from ..config import TrainConfig, coerce_fields, read_config_file, resolve
+from ..data.datasets import DATASETS, DataBundle, load_dataset
+from ..device import resolve_device
+from ..errors import ConfigError, DivekitError
+from ..models.registry import MODELS, create_model
+from . import dist
+from .callbacks import BEST, LAST, CheckpointSaver, EarlyStopping, MetricsLogger, PlotCurves, ProgressBar, write_json_atomic
+from .checkpoint import Checkpoint
+from .tasks import Task
+from .trainer import Callback, Trainer
+
+# settings that may change when a run is resumed; the others define the run and stay fixed
+RESUMABLE = {"epochs", "device", "data_dir", "log_every", "patience"}
+
+
+@dataclass
+class Result:
+    """What a run produced: final metrics, the per-epoch history, the run folder and the model."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    run_dir: Path | None
+    model: torch.nn.Module = field(repr=False)
+    config: TrainConfig = field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The final figures as one JSON-able dict (what `--json` prints)."""
+        keys = ("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc")
+        out: dict[str, Any] = {"model": self.config.model, "data": self.config.data, "epochs": self.metrics.get("epoch")}
+        out.update({k: round(self.metrics[k], 6) for k in keys if k in self.metrics})
+        out["seconds"] = self.metrics.get("seconds")
+        out["run_dir"] = str(self.run_dir) if self.run_dir else None
+        return out
+
+
+def resolve_config(file: str | Path | None = None, **flags) -> TrainConfig:
+    """Resolve a config: defaults < dataset defaults < model defaults < config file < flags.
+
+    `flags` with value None are ignored (unset command-line options).
+    """
+    flags = {k: v for k, v in flags.items() if v is not None}
+    from_file = read_config_file(file) if file else {}
+    user = {**from_file, **coerce_fields(flags)}
+    if "model" not in user:
+        raise ConfigError("no model given: name one, e.g. `divekit train softmax-regression` (see `divekit list models`)")
+    model_defaults = MODELS.get(user["model"]).defaults
+    data = user.get("data") or model_defaults.get("data") or TrainConfig.data
+    data_defaults = DATASETS.get(data).defaults
+    return resolve(data_defaults, model_defaults, {"data": data}, user)
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    base = Path("runs") / f"{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, tuple):
+            v = list(v)
+        try:
+            json.dumps(v)
+        except TypeError:
+            continue
+        out[k] = v
+    return out
+
+
+def preflight(model: torch.nn.Module, data: DataBundle, cfg: TrainConfig) -> None:
+    """Run one example through the model before training, so a bad input shape fails at once."""
+    batch = next(iter(data.test or data.train))
+    device = resolve_device(cfg.device)
+    x = batch[0][:1].to(device)
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    except (RuntimeError, ValueError) as e:
+        hint = " Choose another --resize." if data.context.get("in_shape") and len(tuple(x.shape)) == 4 else ""
+        raise ConfigError(
+            f"model {cfg.model!r} cannot take inputs of shape {tuple(x.shape[1:])} from dataset {cfg.data!r}"
+            f"{f' at --resize {cfg.resize}' if cfg.resize else ''}: {str(e).splitlines()[0]}.{hint}"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+def run_meta(cfg: TrainConfig, data: DataBundle, model_name: str) -> dict[str, Any]:
+    """What a checkpoint records to rebuild its model without the training data."""
+    return {
+        "model": model_name,
+        "model_args": cfg.model_args,
+        "data": cfg.data,
+        "task": data.task,
+        "classes": data.classes,
+        "context": _json_safe(data.context),
+        "config": cfg.to_dict(),
+    }
+
+
+def fit(
+    model: torch.nn.Module | str,
+    data: DataBundle | str,
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+    callbacks: Iterable[Callback] = (),
+    task: Task | None = None,
+    resume_from: Checkpoint | None = None,
+) -> Result:
+    """Train `model` (a module or a registered name) on `data` (a DataBundle or a registered name).
+
+    Writes a run folder (see module doc) unless `run_dir=False`. Returns a Result.
+    """
+    if isinstance(config, dict):
+        config = resolve(config)
+    cfg = (config or TrainConfig()).validate()
+    torch.manual_seed(cfg.seed)
+    if isinstance(data, str):
+        data = load_dataset(data, batch_size=cfg.batch_size, resize=cfg.resize, seed=cfg.seed,
+                            device=resolve_device(cfg.device), data_dir=cfg.data_dir)
+    name = model if isinstance(model, str) else cfg.model if type(model).__module__.startswith("divekit.") else type(model).__name__
+    if isinstance(model, str):
+        model = create_model(model, context=data.context, **cfg.model_args)
+    preflight(model, data, cfg)
+
+    if run_dir is None:
+        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    run_dir = Path(run_dir) if run_dir is not False else None
+    cbs: list[Callback] = [ProgressBar()] if progress else []
+    if run_dir is not None:
+        if dist.is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(run_dir / "config.json", cfg.to_dict())
+        cbs += [MetricsLogger(run_dir), CheckpointSaver(run_dir, run_meta(cfg, data, name))]
+    cbs.append(PlotCurves(run_dir, title=f"{name} on {data.name}"))
+    if cfg.patience:
+        cbs.append(EarlyStopping(cfg.patience))
+    cbs += list(callbacks)
+
+    trainer = Trainer(model, data, cfg, task=task, callbacks=cbs)
+    if resume_from is not None:
+        resume_from.load_model(trainer.model)
+        resume_from.load_optimizer(trainer.optimizer)
+        trainer.load_state_dict(resume_from.meta["trainer"])
+        resume_from.restore_rng()
+    metrics = trainer.fit()
+    return Result(metrics, trainer.history, run_dir, trainer.model, cfg)
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise DivekitError(f"{run_dir} is not a divekit run folder: it has no config.json")
+    return resolve(json.loads(path.read_text()))
+
+
+def train(config: TrainConfig | None = None, *, progress: bool = True, callbacks: Iterable[Callback] = (),
+          resume: str | Path | None = None, **overrides) -> Result:
+    """Train a registered model on a registered dataset.
+
+    `train(model="softmax-regression", data="fashion-mnist", epochs=10)` or `train(cfg)`.
+    `resume=RUN_DIR` continues a run from its last checkpoint; only epochs, device, data_dir,
+    log_every and patience may change then.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        cfg = read_run_config(run_dir)
+        changed = {k: v for k, v in coerce_fields({k: v for k, v in overrides.items() if v is not None}).items()
+                   if getattr(cfg, k) != v}
+        fixed = sorted(set(changed) - RESUMABLE)
+        if fixed:
+            raise ConfigError(f"cannot change {', '.join(fixed)} when resuming {run_dir}; "
+                              f"only {', '.join(sorted(RESUMABLE))} may change (start a new run for the rest)")
+        cfg = cfg.replace(**changed).validate()
+        ckpt = Checkpoint(run_dir / LAST)
+        if ckpt.meta["trainer"]["epoch"] >= cfg.epochs:
+            raise ConfigError(f"{run_dir} already finished {ckpt.meta['trainer']['epoch']} epochs; "
+                              f"pass a larger --epochs to train further")
+        return fit(cfg.model, cfg.data, cfg, run_dir=run_dir, progress=progress, callbacks=callbacks, resume_from=ckpt)
+    cfg = config.validate() if config is not None else resolve_config(**overrides)
+    return fit(cfg.model, cfg.data, cfg, progress=progress, callbacks=callbacks)
+
+
+def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> tuple[torch.nn.Module, Checkpoint]:
+    """Rebuild a run's model with its trained weights: `which` is 'best' or 'last'."""
+    run_dir = Path(run_dir)
+    path = run_dir / (BEST if which == "best" else LAST)
+    if which == "best" and not path.exists():
+        path = run_dir / LAST
+    ckpt = Checkpoint(path)
+    meta = ckpt.meta
+    if meta["model"] not in MODELS:
+        raise DivekitError(f"{run_dir} was trained with a custom model {meta['model']!r}: build it yourself and use "
+                           "Checkpoint(path).load_model(model)")
+    model = create_model(meta["model"], context=meta["context"], **meta["model_args"])
+    ckpt.load_model(model)
+    return model.to(resolve_device(device)).eval(), ckpt

@@ -1,0 +1,206 @@
+"""The standard callbacks: progress bar, metrics files, checkpoints, early stopping, curves.
+
+Every callback that writes files does so only on the main process (rank 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from . import dist
+from .checkpoint import save_checkpoint
+from .trainer import Callback, StopTraining
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where figures can be shown in the cell)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+LAST, BEST = "checkpoint.safetensors", "best.safetensors"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def monitor_mode(name: str) -> str:
+    """'max' for accuracies, 'min' for losses and errors."""
+    return "max" if name.endswith(("acc", "accuracy", "bleu", "map", "iou")) else "min"
+
+
+def pick_monitor(config, metrics: dict[str, float]) -> str | None:
+    if config.monitor:
+        return config.monitor
+    return next((m for m in ("valid_loss", "test_loss", "train_loss") if m in metrics), None)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with live loss, accuracy and examples/s (main process only)."""
+
+    def __init__(self, unit: str = "ex"):
+        self.unit = unit
+        self.bar = None
+
+    def on_epoch_start(self, trainer, epoch):
+        if dist.is_main():
+            self.bar = tqdm(total=len(trainer.data.train), desc=f"epoch {epoch + 1}/{trainer.config.epochs}",
+                            unit="batch", leave=True, dynamic_ncols=True)
+
+    def on_step_end(self, trainer, step):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_log(self, trainer, logs):
+        if self.bar is not None:
+            shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "acc")}
+            shown[f"{self.unit}/s"] = f"{logs['examples_per_s']:.0f}"
+            self.bar.set_postfix(shown, refresh=False)
+
+    def on_epoch_end(self, trainer, metrics):
+        if self.bar is not None:
+            shown = {k: f"{v:.4g}" for k, v in metrics.items() if k.endswith(("_loss", "_acc"))}
+            self.bar.set_postfix(shown)
+            self.bar.close()
+            self.bar = None
+
+    def on_fit_end(self, trainer, metrics):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class MetricsLogger(Callback):
+    """Writes the per-epoch history as metrics.json and metrics.csv in the run folder."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+
+    def on_epoch_end(self, trainer, metrics):
+        if not dist.is_main():
+            return
+        history = trainer.history
+        write_json_atomic(self.run_dir / "metrics.json", history)
+        columns = list(dict.fromkeys(k for h in history for k in h))
+        tmp = self.run_dir / f".metrics.csv.tmp-{os.getpid()}"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            w.writerows(history)
+        os.replace(tmp, self.run_dir / "metrics.csv")
+
+
+class CheckpointSaver(Callback):
+    """After every epoch: the last checkpoint, and the best one by the monitored metric."""
+
+    def __init__(self, run_dir: str | Path, meta: dict[str, Any]):
+        self.run_dir = Path(run_dir)
+        self.meta = meta  # what is needed to rebuild the model: config, context, classes ...
+        self.best: float | None = None
+
+    def on_epoch_end(self, trainer, metrics):
+        monitor = pick_monitor(trainer.config, metrics)
+        value = metrics.get(monitor) if monitor else None
+        improved = value is not None and math.isfinite(value) and (
+            self.best is None or (value > self.best if monitor_mode(monitor) == "max" else value < self.best)
+        )
+        if improved:
+            self.best = value
+        if not dist.is_main():
+            return
+        meta = {**self.meta, "trainer": trainer.state_dict(), "monitor": monitor}
+        save_checkpoint(self.run_dir / LAST, trainer.model, trainer.optimizer, meta)
+        if improved:
+            save_checkpoint(self.run_dir / BEST, trainer.model, None, meta, save_rng=False)
+
+    def state_dict(self):
+        return {"best": self.best}
+
+    def load_state_dict(self, state):
+        self.best = state.get("best")
+
+
+class EarlyStopping(Callback):
+    """Stop when the monitored metric has not improved for `patience` epochs."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        self.patience, self.min_delta = patience, min_delta
+        self.best: float | None = None
+        self.wait = 0
+
+    def on_epoch_end(self, trainer, metrics):
+        monitor = pick_monitor(trainer.config, metrics)
+        value = metrics.get(monitor)
+        if value is None:
+            return
+        sign = 1 if monitor_mode(monitor) == "max" else -1
+        if self.best is None or sign * (value - self.best) > self.min_delta:
+            self.best, self.wait = value, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            if dist.is_main():
+                print(f"early stopping: {monitor} has not improved for {self.patience} epochs (best {self.best:.4g})")
+            raise StopTraining
+
+    def state_dict(self):
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state):
+        self.best, self.wait = state.get("best"), state.get("wait", 0)
+
+
+class PlotCurves(Callback):
+    """Saves curves.png in the run folder; in Jupyter also redraws the figure live in the cell.
+
+    Drawing a figure costs about 0.3 s, so outside a notebook it is saved at the end of training
+    and at most every `every_s` seconds during it.
+    """
+
+    def __init__(self, run_dir: str | Path | None, title: str = "", live: bool | None = None, every_s: float = 30.0):
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.title = title
+        self.live = in_notebook() if live is None else live
+        self.every_s = every_s
+        self._handle = None
+        self._saved_at = time.monotonic()
+
+    def _draw(self, trainer, save: bool) -> None:
+        if not dist.is_main() or not trainer.history or not (self.live or (save and self.run_dir)):
+            return
+        import matplotlib.pyplot as plt
+
+        from .plot import curves_figure, save_figure
+
+        fig = curves_figure(trainer.history, self.title)
+        if self.live:
+            from IPython.display import display
+
+            if self._handle is None:
+                self._handle = display(fig, display_id=True)
+            else:
+                self._handle.update(fig)
+        if save and self.run_dir is not None:
+            save_figure(fig, self.run_dir / "curves.png")
+            self._saved_at = time.monotonic()
+        plt.close(fig)
+
+    def on_epoch_end(self, trainer, metrics):
+        self._draw(trainer, save=time.monotonic() - self._saved_at > self.every_s)
+
+    def on_fit_end(self, trainer, metrics):
+        self._draw(trainer, save=True)

@@ -1,0 +1,192 @@
+"""The trainer: one loop that reads top to bottom, extended through a fixed list of hooks.
+
+Hooks, called on every callback in order: on_fit_start, on_epoch_start, on_step_end, on_log,
+on_epoch_end, on_fit_end. A callback may raise StopTraining to end training early and may
+carry state (`state_dict` / `load_state_dict`) that is saved in checkpoints.
+
+Metrics stay on the device as tensors during an epoch; they are read only every `log_every`
+steps (for the progress bar and the NaN check) and at the end of the epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Iterable
+
+import torch
+
+from ..config import TrainConfig
+from ..data.datasets import DataBundle
+from ..device import resolve_device
+from ..errors import TrainingDiverged
+from ..optim import build_optimizer
+from . import dist
+from .tasks import Task, make_task
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training after the current epoch."""
+
+
+class Callback:
+    """Base class: override the hooks you need. Hooks receive the trainer."""
+
+    def on_fit_start(self, trainer: "Trainer") -> None: ...
+    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None: ...
+    def on_step_end(self, trainer: "Trainer", step: int) -> None: ...
+    def on_log(self, trainer: "Trainer", logs: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+    def on_fit_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Trainer:
+    """Trains `model` on `data` with `config`; `fit()` returns the last epoch's metrics."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: DataBundle,
+        config: TrainConfig,
+        *,
+        task: Task | None = None,
+        callbacks: Iterable[Callback] = (),
+        optimizer: torch.optim.Optimizer | None = None,
+    ):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.data = data
+        self.task = task or make_task(data.task)
+        self.optimizer = optimizer or build_optimizer(
+            config.optimizer, self.model.parameters(), lr=config.lr, momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        self.callbacks = list(callbacks)
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0  # epochs completed
+        self.seconds = 0.0  # training + evaluation time over all sessions of this run (resume included)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, float]:
+        self._call("on_fit_start")
+        try:
+            while self.epoch < self.config.epochs:
+                start = time.perf_counter()
+                self._call("on_epoch_start", self.epoch)
+                metrics = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch)}
+                for split, loader in self.data.loaders().items():
+                    if split != "train":
+                        metrics.update({f"{split}_{k}": v for k, v in self.evaluate(loader).items()})
+                metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+                self.seconds += time.perf_counter() - start
+                metrics["seconds"] = round(self.seconds, 3)
+                self.history.append(metrics)
+                self.epoch += 1
+                self._call("on_epoch_end", metrics)
+        except StopTraining:
+            pass
+        final = self.history[-1] if self.history else {}
+        self._call("on_fit_end", final)
+        return final
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training data; returns train_* metrics."""
+        model, opt, loader, cfg = self.model, self.optimizer, self.data.train, self.config
+        model.train()
+        loader.set_epoch(epoch)
+        steps = len(loader)
+        sums: dict[str, torch.Tensor] = {}  # metric -> per-step sums, on the device
+        counts: list[int] = []
+        self._epoch_start = time.perf_counter()
+        for step, batch in enumerate(loader):
+            loss, batch_sums, n = self.task.step(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if not sums:
+                sums = {k: torch.zeros(steps, device=v.device) for k, v in batch_sums.items()}
+            for k, v in batch_sums.items():
+                sums[k][step] = v
+            counts.append(n)
+            self._call("on_step_end", step)
+            if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+                self._call("on_log", self._running(epoch, step, sums, counts))
+        return {f"train_{k}": v for k, v in self._reduce(sums, counts).items()}
+
+    @torch.no_grad()
+    def evaluate(self, loader) -> dict[str, float]:
+        """Average task metrics over `loader` in eval mode (dropout off, batch norm frozen)."""
+        was_training = self.model.training
+        self.model.eval()
+        totals: dict[str, torch.Tensor] = {}
+        n = 0
+        for batch in loader:
+            _, batch_sums, k = self.task.step(self.model, batch)
+            for name, v in batch_sums.items():
+                totals[name] = totals.get(name, 0) + v
+            n += k
+        self.model.train(was_training)
+        if not n:
+            return {}
+        names = sorted(totals)
+        packed = dist.all_reduce_sum(torch.stack([totals[k].float() for k in names] + [torch.tensor(float(n), device=totals[names[0]].device)]))
+        values = packed.tolist()
+        return self.task.summarize(dict(zip(names, values[:-1])), int(values[-1]))
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _running(self, epoch: int, step: int, sums, counts) -> dict[str, float]:
+        """Metrics so far this epoch (one host read); raises TrainingDiverged on NaN/inf loss."""
+        done = step + 1
+        losses = sums["loss"][:done].cpu()
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0])
+            raise TrainingDiverged(
+                f"the training loss became {losses[bad].item()} at epoch {epoch + 1}, step {bad + 1} "
+                f"(lr={self.optimizer.param_groups[0]['lr']:g}). Try a smaller --lr, --grad-clip, or check the data "
+                "for NaN values. The last good checkpoint (end of the previous epoch) was kept."
+            )
+        n = sum(counts[:done])
+        logs = self.task.summarize({k: float(v[:done].sum()) for k, v in sums.items()}, n)
+        elapsed = time.perf_counter() - self._epoch_start
+        return {"epoch": epoch + 1, "step": done, "steps": len(sums["loss"]),
+                "examples_per_s": n * dist.world_size() / max(elapsed, 1e-9), **logs}
+
+    def _reduce(self, sums, counts) -> dict[str, float]:
+        names = sorted(sums)
+        local = torch.stack([sums[k].sum() for k in names] + [torch.tensor(float(sum(counts)), device=sums[names[0]].device)])
+        values = dist.all_reduce_sum(local).tolist()
+        out = self.task.summarize(dict(zip(names, values[:-1])), int(values[-1]))
+        if not math.isfinite(out["loss"]):
+            raise TrainingDiverged(f"the training loss is {out['loss']} after epoch {self.epoch + 1}; try a smaller --lr")
+        return out
+
+    def _call(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able trainer state for checkpoints (weights and optimizer go in as tensors)."""
+        return {
+            "epoch": self.epoch,
+            "seconds": self.seconds,
+            "history": self.history,
+            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.seconds, self.history = state["epoch"], state["seconds"], list(state["history"])
+        saved = state.get("callbacks", {})
+        for cb in self.callbacks:
+            if type(cb).__name__ in saved:
+                cb.load_state_dict(saved[type(cb).__name__])

@@ -1,0 +1,363 @@
+"""The download hub against a real local HTTP server serving the real dataset files (no internet)."""
+
+import dataclasses
+import functools
+import http.server
+import io
+import os
+import re
+import tarfile
+import threading
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from divekit.data import hub
+from divekit.errors import ChecksumError, DataError
+
+TIME_MACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the data folder; `/404/...` answers 404, `/drop/<path>` closes the connection halfway."""
+
+    def do_GET(self):
+        if self.path.startswith("/404/"):
+            self.send_error(404)
+        elif self.path.startswith("/drop/"):
+            data = (Path(self.directory) / urllib.parse.unquote(self.path[len("/drop/"):])).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+        else:
+            super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+class Server:
+    """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread."""
+
+    def __init__(self, folder: Path):
+        handler = functools.partial(Handler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.01,), daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.thread.join()
+            self.httpd.server_close()
+
+
+@pytest.fixture
+def server(shared_data):
+    srv = Server(shared_data)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Never touch the user's cache, never use a mirror unless a test sets one."""
+    monkeypatch.delenv("DIVEKIT_MIRROR", raising=False)
+    monkeypatch.setenv("DIVEKIT_DATA", str(tmp_path / "env-data"))
+    monkeypatch.setenv("DIVEKIT_CACHE", str(tmp_path / "env-cache"))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"unexpected network access: {args[0]}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+TIME_MACHINE = hub.DATA_HUB["time-machine"][0]
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# --- downloads ----------------------------------------------------------------------------------
+
+
+def test_download_through_mirror_then_from_cache(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIVEKIT_MIRROR", server.url)
+    (path,) = hub.fetch("time-machine", tmp_path / "data", progress=False)
+    assert path == tmp_path / "data" / "timemachine.txt"
+    assert hub.file_hash(path, "sha1") == TIME_MACHINE_SHA1
+    assert files_in(tmp_path / "data") == ["timemachine.txt"]
+
+    server.stop()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used on a cache hit"))
+    assert hub.fetch("time-machine", tmp_path / "data") == [path]
+
+
+def test_mirror_can_be_a_file_url(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIVEKIT_MIRROR", shared_data.as_uri())
+    path = hub.fetch_file(hub.DATA_HUB["kaggle-house"][1], tmp_path, progress=False)
+    assert hub.file_hash(path, "sha1") == "fa19780a7b011d9b009e8bff8e99922a8ee2eb90"
+
+
+def test_hash_mismatch_raises_and_keeps_nothing(server, tmp_path):
+    rf = dataclasses.replace(TIME_MACHINE, urls=(f"{server.url}/timemachine.txt",), hash="sha1:" + "0" * 40)
+    with pytest.raises(ChecksumError) as info:
+        hub.fetch_file(rf, tmp_path, progress=False)
+    message = str(info.value)
+    assert f"{server.url}/timemachine.txt" in message
+    assert "sha1:" + "0" * 40 in message and TIME_MACHINE_SHA1 in message
+    assert "not kept" in message
+    assert files_in(tmp_path) == []
+
+
+def test_connection_dropped_halfway_is_detected(server, tmp_path):
+    rf = dataclasses.replace(TIME_MACHINE, urls=(f"{server.url}/drop/timemachine.txt",))
+    with pytest.raises(DataError, match=r"connection closed after \d+ of 178979 bytes"):
+        hub.fetch_file(rf, tmp_path, progress=False)
+    assert files_in(tmp_path) == []
+
+
+def test_all_urls_failing_explains_how_to_install_by_hand(server, tmp_path):
+    url = f"{server.url}/404/timemachine.txt"
+    rf = dataclasses.replace(TIME_MACHINE, urls=(url,))
+    with pytest.raises(DataError) as info:
+        hub.fetch_file(rf, tmp_path / "data", progress=False)
+    message = str(info.value)
+    assert not isinstance(info.value, ChecksumError)
+    assert "timemachine.txt" in message and url in message and "404" in message
+    assert f"sha1:{TIME_MACHINE_SHA1}" in message
+    assert str((tmp_path / "data" / "timemachine.txt").absolute()) in message
+    assert files_in(tmp_path / "data") == []
+
+
+def test_falls_back_to_the_next_url(server, tmp_path):
+    rf = dataclasses.replace(TIME_MACHINE, urls=(f"{server.url}/404/timemachine.txt", f"{server.url}/timemachine.txt"))
+    path = hub.fetch_file(rf, tmp_path, progress=True)
+    assert hub.file_hash(path, "sha1") == TIME_MACHINE_SHA1
+    assert files_in(tmp_path) == ["timemachine.txt"]
+
+
+def test_mismatch_on_one_mirror_then_good_url_succeeds(server, tmp_path, monkeypatch):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "timemachine.txt").write_text("not the book")
+    monkeypatch.setenv("DIVEKIT_MIRROR", (tmp_path / "bad").as_uri())
+    rf = dataclasses.replace(TIME_MACHINE, urls=(f"{server.url}/timemachine.txt",))
+    assert hub.file_hash(hub.fetch_file(rf, tmp_path / "data", progress=False), "sha1") == TIME_MACHINE_SHA1
+
+
+def test_read_only_data_dir_says_so(tmp_path, no_network):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(DataError, match="not writable.*DIVEKIT_DATA.*--data-dir"):
+            hub.fetch("time-machine", ro)
+    finally:
+        ro.chmod(0o755)
+    assert files_in(ro) == []
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def test_unknown_dataset_suggests_a_name():
+    with pytest.raises(DataError, match=r"'fashion-mnist'.*Known: .*time-machine"):
+        hub.fetch("fashion-mnst")
+
+
+def test_table_entries_are_well_formed():
+    expected = {"fashion-mnist", "mnist", "time-machine", "fra-eng", "kaggle-house", "ptb", "airfoil",
+                "banana-detection", "voc2012", "cifar10", "cifar10-tiny", "hotdog", "wikitext-2", "snli"}
+    assert set(hub.DATA_HUB) == expected
+    for name, files in hub.DATA_HUB.items():
+        assert name == name.lower() and "_" not in name
+        for rf in files:
+            assert re.fullmatch(r"sha1:[0-9a-f]{40}|md5:[0-9a-f]{32}", rf.hash), rf
+            assert rf.urls and all(u.startswith(("http://", "https://")) for u in rf.urls), rf
+            assert not rf.path.startswith("/") and ".." not in rf.path.split("/")
+            if rf.provides:
+                assert rf.extract_to and rf.provides.startswith(rf.extract_to + "/")
+
+
+def test_table_hashes_match_the_real_files(shared_data):
+    checked = 0
+    for files in hub.DATA_HUB.values():
+        for rf in files:
+            path = shared_data / rf.path
+            if path.is_file():
+                algo, want = hub.parse_hash(rf.hash)
+                assert hub.file_hash(path, algo) == want, rf.path
+                checked += 1
+    assert checked >= 13  # 8 MNIST/Fashion-MNIST files, timemachine, 2 kaggle CSVs, ptb.zip, airfoil
+
+
+def test_bad_hash_spec_is_refused():
+    with pytest.raises(ValueError, match="sha1"):
+        hub.RemoteFile("x.txt", ("http://example.org/x.txt",), "sha1:1234")
+
+
+def test_data_and_cache_dir_resolution(tmp_path, monkeypatch):
+    monkeypatch.delenv("DIVEKIT_DATA")
+    monkeypatch.delenv("DIVEKIT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert hub.data_dir() == tmp_path / "xdg" / "divekit" / "data"
+    assert hub.cache_dir() == tmp_path / "xdg" / "divekit"
+    monkeypatch.setenv("DIVEKIT_DATA", str(tmp_path / "d"))
+    monkeypatch.setenv("DIVEKIT_CACHE", str(tmp_path / "c"))
+    assert hub.data_dir() == tmp_path / "d"
+    assert hub.data_dir(tmp_path / "o") == tmp_path / "o"
+    assert hub.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+
+
+# --- extraction ---------------------------------------------------------------------------------
+
+
+def make_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return path
+
+
+def make_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for info, data in members:
+            info.size = len(data) if info.isreg() else 0
+            tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return path
+
+
+def tar_entry(name: str, kind=tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+def test_extract_good_zip_and_tar(tmp_path):
+    good_zip = make_zip(tmp_path / "a.zip", {"pkg/a.txt": b"alpha", "pkg/sub/b.txt": b"beta"})
+    out = hub.extract(good_zip, tmp_path / "zip-out")
+    assert files_in(out) == ["pkg", "pkg/a.txt", "pkg/sub", "pkg/sub/b.txt"]
+    assert (out / "pkg/sub/b.txt").read_bytes() == b"beta"
+
+    good_tar = make_tar(tmp_path / "a.tar.gz", [
+        (tar_entry("pkg/a.txt"), b"alpha"),
+        (tar_entry("pkg/link", tarfile.SYMTYPE, "a.txt"), b""),
+    ])
+    out = hub.extract(good_tar, tmp_path / "tar-out")
+    assert files_in(out) == ["pkg", "pkg/a.txt", "pkg/link"]
+    assert (out / "pkg/link").read_bytes() == b"alpha"
+
+
+def test_extract_replaces_an_older_copy(tmp_path):
+    (tmp_path / "out" / "pkg").mkdir(parents=True)
+    (tmp_path / "out" / "pkg" / "stale.txt").write_text("old")
+    hub.extract(make_zip(tmp_path / "a.zip", {"pkg/a.txt": b"new"}), tmp_path / "out")
+    assert files_in(tmp_path / "out") == ["pkg", "pkg/a.txt"]
+
+
+MALICIOUS_ZIPS = {
+    "absolute": {"ok.txt": b"x", "/tmp/divekit-evil.txt": b"evil"},
+    "dotdot": {"ok.txt": b"x", "../evil.txt": b"evil"},
+    "nested-dotdot": {"pkg/../../evil.txt": b"evil"},
+    "backslash-dotdot": {"..\\evil.txt": b"evil"},
+}
+
+MALICIOUS_TARS = {
+    "absolute": [(tar_entry("/tmp/divekit-evil.txt"), b"evil")],
+    "dotdot": [(tar_entry("ok.txt"), b"x"), (tar_entry("../evil.txt"), b"evil")],
+    "symlink-out": [(tar_entry("link", tarfile.SYMTYPE, "../../outside"), b"")],
+    "symlink-absolute": [(tar_entry("link", tarfile.SYMTYPE, "/etc"), b"")],
+    "write-through-symlink": [(tar_entry("here", tarfile.SYMTYPE, "."), b""),
+                              (tar_entry("here/up", tarfile.SYMTYPE, "../evil.txt"), b"")],
+    "hardlink-out": [(tar_entry("hard", tarfile.LNKTYPE, "../evil.txt"), b"")],
+    "device": [(tar_entry("dev", tarfile.CHRTYPE), b"")],
+    "fifo": [(tar_entry("fifo", tarfile.FIFOTYPE), b"")],
+}
+
+
+@pytest.mark.parametrize("case", list(MALICIOUS_ZIPS) + [f"tar-{k}" for k in MALICIOUS_TARS])
+def test_extract_refuses_malicious_archives(tmp_path, case):
+    box = tmp_path / "box"
+    box.mkdir()
+    if case.startswith("tar-"):
+        archive = make_tar(tmp_path / "evil.tar.gz", MALICIOUS_TARS[case[4:]])
+    else:
+        archive = make_zip(tmp_path / "evil.zip", MALICIOUS_ZIPS[case])
+    with pytest.raises(DataError, match="refusing to extract"):
+        hub.extract(archive, box / "target")
+    assert files_in(box) == ["target"]  # nothing inside the target, nothing beside it
+    assert not Path("/tmp/divekit-evil.txt").exists()
+
+
+def test_failed_extraction_leaves_nothing_half_done(tmp_path):
+    archive = make_zip(tmp_path / "a.zip", {"pkg/a.txt": b"alpha" * 100, "pkg/b.txt": b"beta" * 100})
+    data = archive.read_bytes()
+    archive.write_bytes(data.replace(b"beta" * 100, b"BETA" * 100))  # stored member: CRC now wrong
+    with pytest.raises(DataError, match="cannot extract"):
+        hub.extract(archive, tmp_path / "out")
+    assert files_in(tmp_path / "out") == []
+
+
+# --- real archives and verify ------------------------------------------------------------------
+
+
+def test_fra_eng_uses_the_extracted_copy_without_network(shared_data, no_network):
+    folder = hub.fetch_extracted("fra-eng", data_dir=shared_data)
+    assert folder == shared_data / "fra-eng"
+    assert (folder / "fra.txt").read_text(encoding="utf-8").startswith("Go.\t")
+    assert hub.fetch("fra-eng", shared_data) == [folder]
+
+
+def test_ptb_extracts_into_the_data_dir(shared_data, tmp_path, no_network):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "ptb.zip").write_bytes((shared_data / "ptb.zip").read_bytes())
+    folder = hub.fetch_extracted("ptb", data_dir=data)
+    assert folder == data / "ptb"
+    assert (folder / "ptb.train.txt").stat().st_size == 5101618
+    assert [p.name for p in data.iterdir() if p.name.startswith(".")] == []
+
+
+def test_read_only_data_dir_extracts_into_the_cache(shared_data, tmp_path, no_network):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "ptb.zip").write_bytes((shared_data / "ptb.zip").read_bytes())
+    ro.chmod(0o555)
+    try:
+        folder = hub.fetch_extracted("ptb", data_dir=ro)
+        assert folder == tmp_path / "env-cache" / "extracted" / "ptb"
+        assert (folder / "ptb.valid.txt").is_file()
+        assert files_in(ro) == ["ptb.zip"]
+        assert hub.fetch_extracted("ptb", data_dir=ro) == folder  # found in the cache the second time
+    finally:
+        ro.chmod(0o755)
+
+
+def test_verify_real_data(shared_data):
+    status = {path: s for _, path, s in hub.verify(shared_data)}
+    assert status["timemachine.txt"] == "ok"
+    assert status["FashionMNIST/raw/train-images-idx3-ubyte.gz"] == "ok"
+    assert status["banana-detection.zip"] == "missing"
+    assert status["fra-eng.zip"] == "extracted (archive not kept)"
+    assert not [s for s in status.values() if s.startswith("BAD")]
+
+
+def test_verify_reports_a_corrupted_copy(shared_data, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "timemachine.txt").write_bytes((shared_data / "timemachine.txt").read_bytes()[:-1] + b"!")
+    rows = {(name, path): s for name, path, s in hub.verify(data)}
+    bad = rows[("time-machine", "timemachine.txt")]
+    assert bad.startswith("BAD hash sha1:") and bad.endswith(f"expected sha1:{TIME_MACHINE_SHA1}")
+    assert rows[("airfoil", "airfoil_self_noise.dat")] == "missing"
+    assert os.listdir(data) == ["timemachine.txt"]
