@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # headless: matplotlib picks Agg; in Jupyter: the inline backend
+import matplotlib.pyplot as plt
+import numpy as np  # headless: matplotlib picks Agg; in Jupyter: the inline backend
 
 
 def curves_figure(history: list[dict[str, float]], title: str = ""):
@@ -30,6 +31,7 @@ def curves_figure(history: list[dict[str, float]], title: str = ""):
 
 def confusion_figure(matrix, classes: list[str]):
     """A confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
+    matrix = np.asarray(matrix)
     k = len(classes)
     fig, ax = plt.subplots(figsize=(1 + 0.6 * k, 1 + 0.6 * k))
     ax.imshow(matrix, cmap="Blues")

@@ -1,0 +1,222 @@
+"""The `divekit` command: divekit VERB ... (train, eval, predict, list, data).
+
+Every verb that produces results takes --json and then prints one JSON object with its final
+figures as the last line of stdout. Errors in the input print a message naming the problem and
+the fix (no traceback) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import DivekitError
+
+
+def _model_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="divekit", description="Train and use the models of Dive into Deep Learning.")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    t = sub.add_parser("train", help="train a model on a dataset", description="Train MODEL on a dataset.")
+    t.add_argument("model", nargs="?", help="model name (see `divekit list models`)")
+    t.add_argument("--data", help="dataset name (see `divekit list datasets`); default: the model's or digits")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--resize", type=int, help="resize images to RESIZE x RESIZE")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--optimizer", help="sgd, sgd-scratch, adam, adamw")
+    t.add_argument("--momentum", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--grad-clip", type=float, help="clip the global gradient norm")
+    t.add_argument("--patience", type=int, help="early stopping after N epochs without improvement")
+    t.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
+    t.add_argument("--data-dir", help="dataset cache folder (default: $DIVEKIT_DATA or ~/.cache/divekit/data)")
+    t.add_argument("--out", help="run folder (default: runs/MODEL-DATA-TIME)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    t.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (flags override it)")
+    t.add_argument("--model-arg", type=_model_arg, action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the model factory (repeatable)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--json", action="store_true", help="print the final metrics as JSON on the last line")
+
+    e = sub.add_parser("eval", help="evaluate a run's model on its test split")
+    e.add_argument("run_dir")
+    e.add_argument("--which", choices=("best", "last"), default="best")
+    e.add_argument("--data-dir")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("predict", help="classify image files with a run's model")
+    pr.add_argument("run_dir")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (png, jpg, ...)")
+    pr.add_argument("--top", type=int, default=3, help="show the TOP most likely classes")
+    pr.add_argument("--invert", action="store_true", help="invert gray levels (dark ink on white paper -> MNIST style)")
+    pr.add_argument("--json", action="store_true")
+
+    ls = sub.add_parser("list", help="list models or datasets")
+    ls.add_argument("what", choices=("models", "datasets"))
+    ls.add_argument("pattern", nargs="?", default="*", help="glob pattern, e.g. 'res*'")
+    ls.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("data", help="download or verify dataset files")
+    dsub = d.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
+    dl = dsub.add_parser("download", help="download a dataset's files into the data folder")
+    dl.add_argument("name")
+    dl.add_argument("--data-dir")
+    dl.add_argument("--json", action="store_true")
+    dv = dsub.add_parser("verify", help="check the hash of every dataset file present")
+    dv.add_argument("--data-dir")
+    dv.add_argument("--json", action="store_true")
+    dd = dsub.add_parser("dir", help="print the data folder")
+    dd.add_argument("--data-dir")
+    return p
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, default=str))
+
+
+def cmd_train(args) -> int:
+    from .train.api import train
+
+    flags = dict(model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                 resize=args.resize, seed=args.seed, optimizer=args.optimizer, momentum=args.momentum,
+                 weight_decay=args.weight_decay, grad_clip=args.grad_clip, patience=args.patience,
+                 device=args.device, data_dir=args.data_dir, out=args.out)
+    if args.model_arg:
+        flags["model_args"] = dict(args.model_arg)
+    if args.resume:
+        if args.config:
+            raise DivekitError("--config cannot be combined with --resume: the run folder holds the config")
+        result = train(resume=args.resume, progress=not args.no_progress, **{k: v for k, v in flags.items() if k != "model"})
+    else:
+        from .train.api import resolve_config
+
+        result = train(resolve_config(args.config, **flags), progress=not args.no_progress)
+    summary = result.summary()
+    if args.json:
+        _print_json(summary)
+    else:
+        figures = "  ".join(f"{k} {v:.4f}" for k, v in summary.items() if k.endswith(("_loss", "_acc")))
+        print(f"{summary['model']} on {summary['data']}, {summary['epochs']} epochs, {summary['seconds']:.1f} s: {figures}")
+        print(f"run folder: {summary['run_dir']}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .data.datasets import load_dataset
+    from .train.api import load_run
+    from .train.evaluate import classification_report
+    from .train.plot import confusion_figure, save_figure
+
+    model, ckpt = load_run(args.run_dir, args.which, args.device)
+    meta, cfg = ckpt.meta, ckpt.meta["config"]
+    if meta["task"] != "classification":
+        raise DivekitError(f"`divekit eval` reports classification metrics; {args.run_dir} is a {meta['task']} run "
+                           "(its metrics.json has the test loss per epoch)")
+    device = next(model.parameters()).device
+    data = load_dataset(cfg["data"], batch_size=cfg["batch_size"], resize=cfg["resize"], seed=cfg["seed"],
+                        device=device, data_dir=args.data_dir or cfg["data_dir"])
+    classes = meta["classes"]
+    report = classification_report(model, data.test, len(classes))
+    plot = save_figure(confusion_figure(report["confusion"], classes), Path(args.run_dir) / "confusion.png")
+    out = {"run_dir": args.run_dir, "checkpoint": ckpt.path.name, "test_loss": round(report["loss"], 6),
+           "test_acc": round(report["acc"], 6), "n": report["n"],
+           "per_class_acc": {c: round(a, 4) for c, a in zip(classes, report["per_class_acc"])},
+           "confusion_plot": str(plot)}
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"{args.run_dir} ({ckpt.path.name}) on {cfg['data']} test split, {report['n']} examples")
+        print(f"test loss {report['loss']:.4f}   test accuracy {report['acc']:.4f}")
+        for c, a in out["per_class_acc"].items():
+            print(f"  {c:>12s}  {a:.4f}")
+        print(f"confusion matrix: {plot}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .train.api import load_run
+    from .train.predict import predict_images
+
+    model, ckpt = load_run(args.run_dir, "best", "cpu")
+    rows = predict_images(model, ckpt.meta, args.inputs, top=args.top, invert=args.invert)
+    if args.json:
+        _print_json({"predictions": rows})
+    else:
+        for row in rows:
+            guesses = ", ".join(f"{g['class']} {g['prob']:.3f}" for g in row["top"])
+            print(f"{row['input']}: {guesses}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .data.datasets import DATASETS
+    from .models.registry import MODELS
+
+    registry = MODELS if args.what == "models" else DATASETS
+    names = registry.names(args.pattern)
+    if args.json:
+        _print_json({args.what: names})
+    else:
+        width = max((len(n) for n in names), default=0)
+        for n in names:
+            print(f"{n:<{width}}  {registry.get(n).doc}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .data import hub
+
+    if args.data_verb == "dir":
+        print(hub.data_dir(args.data_dir))
+        return 0
+    if args.data_verb == "download":
+        paths = hub.fetch(args.name, args.data_dir)
+        if args.json:
+            _print_json({"dataset": args.name, "files": [str(p) for p in paths]})
+        else:
+            print("\n".join(str(p) for p in paths))
+        return 0
+    rows = hub.verify(args.data_dir)
+    bad = [r for r in rows if r[2].startswith("BAD")]
+    if args.json:
+        _print_json({"data_dir": str(hub.data_dir(args.data_dir)), "files": [dict(zip(("dataset", "path", "status"), r)) for r in rows],
+                     "bad": len(bad)})
+    else:
+        for dataset, path, status in rows:
+            print(f"{dataset:<18s} {path:<50s} {status}")
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "list": cmd_list, "data": cmd_data}
+    try:
+        return handlers[args.verb](args)
+    except DivekitError as e:
+        print(f"divekit: error: {e}", file=sys.stderr)
+        if getattr(args, "json", False):
+            _print_json({"error": str(e), "kind": type(e).__name__})
+        return 2
+    except KeyboardInterrupt:
+        print("divekit: interrupted; the last finished epoch's checkpoint is in the run folder (use --resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

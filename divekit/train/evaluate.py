@@ -1,0 +1,34 @@
+"""Evaluation beyond the training metrics: per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """C[i, j] = number of examples of true class i predicted as class j."""
+    return torch.bincount(labels * num_classes + preds, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+@torch.no_grad()
+def classification_report(model: torch.nn.Module, loader, num_classes: int) -> dict:
+    """Loss, accuracy, per-class accuracy and confusion matrix of a classifier over `loader`."""
+    model.eval()
+    device = next(model.parameters()).device
+    total_loss, conf = 0.0, torch.zeros(num_classes, num_classes, dtype=torch.long)
+    for X, y in loader:
+        logits = model(X.to(device))
+        y = y.to(device)
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        conf += confusion_matrix(logits.argmax(1), y, num_classes).cpu()
+    n = int(conf.sum())
+    per_class = conf.diag().double() / conf.sum(1).clamp(min=1)
+    return {
+        "loss": total_loss / n,
+        "acc": float(conf.diag().sum()) / n,
+        "per_class_acc": per_class.tolist(),
+        "confusion": conf.tolist(),
+        "n": n,
+    }

@@ -1,0 +1,44 @@
+"""Predictions for new inputs: image files through a trained classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DivekitError
+
+
+def load_image(path: str | Path, shape: tuple[int, int, int], invert: bool = False) -> torch.Tensor:
+    """Read an image file as a float (C, H, W) tensor in [0, 1], converted to `shape`'s channels and size."""
+    c, h, w = shape
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32) / 255
+    except FileNotFoundError:
+        raise DivekitError(f"input {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise DivekitError(f"input {path} is not a readable image ({e}); give PNG or JPEG files") from None
+    x = torch.from_numpy(arr)
+    x = x.unsqueeze(0) if c == 1 else x.permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
+    return 1 - x if invert else x
+
+
+@torch.no_grad()
+def predict_images(model: torch.nn.Module, meta: dict, paths, top: int = 3, invert: bool = False) -> list[dict]:
+    """Top-`top` classes with probabilities for each image file, for a run's classifier."""
+    shape = meta["context"].get("in_shape")
+    classes = meta.get("classes")
+    if meta["task"] != "classification" or not shape or len(shape) != 3:
+        raise DivekitError(f"`divekit predict` takes image files for image classifiers; this run is a {meta['task']} "
+                           f"model on {meta['data']!r}")
+    x = torch.stack([load_image(p, tuple(shape), invert) for p in paths])
+    probs = torch.softmax(model(x.to(next(model.parameters()).device)).float(), dim=1).cpu()
+    p, idx = probs.topk(min(top, probs.shape[1]), dim=1)
+    return [
+        {"input": str(path), "top": [{"class": classes[i], "prob": round(float(q), 4)} for q, i in zip(pr, ix.tolist())]}
+        for path, pr, ix in zip(paths, p, idx)
+    ]
