@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np  # headless: matplotlib picks Agg; in Jupyter: the inline backend
+import matplotlib.pyplot as plt  # headless: matplotlib picks Agg; in Jupyter: the inline backend
+import numpy as np
 
 
 def curves_figure(history: list[dict[str, float]], title: str = ""):
