@@ -1,0 +1,71 @@
+import json
+
+import pytest
+
+from divekit.config import TrainConfig, read_config_file, resolve
+from divekit.errors import ConfigError
+from divekit.train.api import resolve_config
+
+
+def test_defaults_layering_model_over_dataset_over_base():
+    cfg = resolve_config(model="linear-regression-scratch")
+    assert cfg.data == "synthetic-linear"  # the model's default dataset
+    assert (cfg.lr, cfg.batch_size, cfg.epochs) == (0.03, 10, 3)  # the book's settings
+    assert cfg.optimizer == "sgd-scratch"
+    cfg = resolve_config(model="softmax-regression", data="fashion-mnist")
+    assert (cfg.lr, cfg.batch_size, cfg.epochs) == (0.1, 256, 10)
+
+
+def test_flags_override_file_override_defaults(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('model = "softmax-regression"\ndata = "digits"\nepochs = 7\nlr = 0.5\n')
+    cfg = resolve_config(f, lr=0.2, epochs=None)
+    assert (cfg.epochs, cfg.lr) == (7, 0.2)
+    j = tmp_path / "c.json"
+    j.write_text(json.dumps({"model": "softmax-regression", "batch_size": 32}))
+    assert resolve_config(j).batch_size == 32
+
+
+@pytest.mark.parametrize(
+    "values, option",
+    [({"lr": -1}, "--lr"), ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"),
+     ({"resize": -3}, "--resize"), ({"optimizer": "adamm"}, "adam"), ({"device": "gpu"}, "--device"),
+     ({"weight_decay": -0.1}, "--weight-decay")],
+)
+def test_invalid_values_name_the_option(values, option):
+    with pytest.raises(ConfigError, match=option):
+        resolve({"model": "softmax-regression", **values})
+
+
+def test_type_errors_and_unknown_keys():
+    with pytest.raises(ConfigError, match="epochs must be an integer"):
+        resolve({"epochs": 2.5})
+    with pytest.raises(ConfigError, match="lr must be a number"):
+        resolve({"lr": "fast"})
+    with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
+        resolve({"epoch": 3})
+    assert resolve({"epochs": "4", "lr": "0.5"}).epochs == 4  # strings from files/CLI are converted
+
+
+def test_bad_config_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        read_config_file(bad)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        read_config_file(tmp_path / "missing.toml")
+    lst = tmp_path / "list.json"
+    lst.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="mapping"):
+        read_config_file(lst)
+
+
+def test_unknown_model_suggests():
+    with pytest.raises(ConfigError, match="Did you mean 'softmax-regression'"):
+        resolve_config(model="softmax-regresion")
+
+
+def test_config_round_trips_through_json():
+    cfg = resolve_config(model="softmax-regression", model_args={"sigma": 0.1})
+    assert resolve(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert isinstance(cfg, TrainConfig)
