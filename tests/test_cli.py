@@ -1,0 +1,118 @@
+"""The `divekit` command, in-process (main(argv)) and once as a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from divekit.cli import main
+from divekit.data.transforms import to_float
+from divekit.data.vision import load_digits_tensors
+from divekit.train.api import load_run
+from divekit.train.checkpoint import Checkpoint
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "softmax-regression", "--epochs", "5", "--out", str(run_dir), "--no-progress"]) == 0
+    return run_dir
+
+
+def test_train_json_as_a_real_command(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "divekit", "train", "softmax-regression", "--data", "digits", "--epochs", "2",
+         "--out", str(tmp_path / "r"), "--json"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout
+    summary = last_json(out)
+    assert {"test_acc", "test_loss", "train_loss", "seconds", "run_dir"} <= summary.keys()
+    assert summary["epochs"] == 2 and summary["run_dir"] == str(tmp_path / "r")
+    assert 0.5 < summary["test_acc"] <= 1
+
+
+def test_list(capsys):
+    assert main(["list", "models"]) == 0
+    out = capsys.readouterr().out
+    assert "softmax-regression-scratch" in out and "linear-regression" in out
+    assert main(["list", "datasets", "--json"]) == 0
+    assert {"digits", "fashion-mnist", "mnist", "synthetic-linear"} <= set(last_json(capsys.readouterr().out)["datasets"])
+    assert main(["list", "models", "softmax*", "--json"]) == 0
+    assert last_json(capsys.readouterr().out)["models"] == ["softmax-regression", "softmax-regression-scratch"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "softmax-regresion"], "Did you mean 'softmax-regression'"),
+        (["train", "softmax-regression", "--data", "fashion-mnst"], "Did you mean 'fashion-mnist'"),
+        (["train", "softmax-regression", "--lr", "-0.1"], "--lr must be positive"),
+        (["train", "softmax-regression", "--epochs", "0"], "--epochs must be at least 1"),
+        (["train", "linear-regression", "--resize", "20"], "--resize applies to image datasets"),
+        (["train", "softmax-regression", "--optimizer", "sgdd"], "Did you mean 'sgd'"),
+        (["train"], "no model given"),
+        (["eval", "/nonexistent/run"], "no checkpoint"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(capsys, argv, message):
+    assert main(argv + ["--json"]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert message in last_json(captured.out)["error"]
+
+
+def test_eval_reports_per_class_accuracy(digits_run, capsys):
+    assert main(["eval", str(digits_run), "--json"]) == 0
+    report = last_json(capsys.readouterr().out)
+    assert len(report["per_class_acc"]) == 10 and report["n"] == 359
+    history = json.loads((digits_run / "metrics.json").read_text())
+    best_epoch = Checkpoint(digits_run / "best.safetensors").meta["trainer"]["epoch"]
+    assert report["test_acc"] == pytest.approx(history[best_epoch - 1]["test_acc"], abs=1e-6)
+    assert (digits_run / "confusion.png").stat().st_size > 1000
+
+
+def test_predict_agrees_with_the_model(digits_run, tmp_path, capsys):
+    _, _, x_test, _ = load_digits_tensors()
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"d{i}.png"
+        Image.fromarray(x_test[i, 0].numpy()).save(p)
+        paths.append(str(p))
+    assert main(["predict", str(digits_run), *paths, "--json"]) == 0
+    rows = last_json(capsys.readouterr().out)["predictions"]
+    model, _ = load_run(digits_run)
+    expected = model(to_float(x_test[:4])).argmax(1).tolist()
+    assert [int(r["top"][0]["class"]) for r in rows] == expected
+    assert all(abs(sum(g["prob"] for g in r["top"]) - 1) < 0.5 for r in rows)
+
+
+def test_predict_rejects_a_non_image(digits_run, tmp_path, capsys):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    assert main(["predict", str(digits_run), str(bad)]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+
+
+def test_resume_from_the_cli(digits_run, capsys):
+    assert main(["train", "--resume", str(digits_run), "--epochs", "6", "--json", "--no-progress"]) == 0
+    assert last_json(capsys.readouterr().out)["epochs"] == 6
+
+
+def test_data_verify_and_download(shared_data, tmp_path, monkeypatch, capsys):
+    assert main(["data", "verify", "--data-dir", str(shared_data), "--json"]) == 0
+    files = last_json(capsys.readouterr().out)["files"]
+    assert {"dataset": "time-machine", "path": "timemachine.txt", "status": "ok"} in files
+    monkeypatch.setenv("DIVEKIT_MIRROR", shared_data.as_uri())
+    target = tmp_path / "cache"
+    assert main(["data", "download", "time-machine", "--data-dir", str(target), "--json"]) == 0
+    assert (target / "timemachine.txt").read_bytes() == (shared_data / "timemachine.txt").read_bytes()
+    (target / "timemachine.txt").write_text("tampered")
+    capsys.readouterr()
+    assert main(["data", "verify", "--data-dir", str(target)]) == 1
+    assert "BAD" in capsys.readouterr().out
