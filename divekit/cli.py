@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--grad-clip", type=float, help="clip the global gradient norm")
     t.add_argument("--patience", type=int, help="early stopping after N epochs without improvement")
+    t.add_argument("--monitor", help="metric for early stopping and best.safetensors, e.g. test_acc (default: the loss)")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
     t.add_argument("--data-dir", help="dataset cache folder (default: $DIVEKIT_DATA or ~/.cache/divekit/data)")
     t.add_argument("--out", help="run folder (default: runs/MODEL-DATA-TIME)")
@@ -94,7 +95,7 @@ def cmd_train(args) -> int:
 
     flags = dict(model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                  resize=args.resize, seed=args.seed, optimizer=args.optimizer, momentum=args.momentum,
-                 weight_decay=args.weight_decay, grad_clip=args.grad_clip, patience=args.patience,
+                 weight_decay=args.weight_decay, grad_clip=args.grad_clip, patience=args.patience, monitor=args.monitor,
                  device=args.device, data_dir=args.data_dir, out=args.out)
     if args.model_arg:
         flags["model_args"] = dict(args.model_arg)

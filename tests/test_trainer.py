@@ -236,3 +236,25 @@ def test_confusion_matrix_and_report():
     report = classification_report(Fixed(), loader, 3)
     assert report["acc"] == pytest.approx(4 / 6)
     assert report["per_class_acc"] == pytest.approx([0.5, 1.0, 2 / 3])
+
+
+def test_curves_redraw_live_in_a_notebook(tmp_path, monkeypatch):
+    """In Jupyter the figure is displayed once and then updated in place every epoch."""
+    import IPython.display
+
+    from divekit.train.callbacks import PlotCurves
+
+    calls = []
+
+    class Handle:
+        def update(self, fig):
+            calls.append("update")
+
+    def display(fig, display_id=False):
+        calls.append("display")
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    dk.train(model="softmax-regression", data="digits", epochs=3, out=str(tmp_path / "r"), progress=False,
+             callbacks=[PlotCurves(None, live=True)])
+    assert calls == ["display", "update", "update", "update"]  # 3 epochs + the final redraw
