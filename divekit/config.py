@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, did_you_mean
-
-OPTIMIZERS = ("sgd", "sgd-scratch", "adam", "adamw")
+from .optim import OPTIMIZERS
 
 
 @dataclass
@@ -28,7 +27,7 @@ class TrainConfig:
     epochs: int = 10
     lr: float = 0.1
     batch_size: int = 256
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # see divekit.optim.OPTIMIZERS
     momentum: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float | None = None  # clip the global gradient norm to this value

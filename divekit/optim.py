@@ -32,16 +32,35 @@ class SGD(torch.optim.Optimizer):
         return loss
 
 
+def _torch_sgd(params, lr, momentum=0.0, weight_decay=0.0):
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def _scratch_sgd(params, lr, momentum=0.0, weight_decay=0.0):
+    if momentum or weight_decay:
+        raise ConfigError("sgd-scratch is the book's plain SGD: use --optimizer sgd for momentum or weight decay")
+    return SGD(params, lr=lr)
+
+
+def _torch_adam(params, lr, momentum=0.0, weight_decay=0.0):
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def _torch_adamw(params, lr, momentum=0.0, weight_decay=0.0):
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+# config name -> builder(params, lr, momentum, weight_decay)
+OPTIMIZERS = {
+    "sgd": _torch_sgd,
+    "sgd-scratch": _scratch_sgd,
+    "adam": _torch_adam,
+    "adamw": _torch_adamw,
+}
+
+
 def build_optimizer(name: str, params, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
-    """An optimizer by config name: sgd, sgd-scratch, adam, adamw."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "sgd-scratch":
-        if momentum or weight_decay:
-            raise ConfigError("sgd-scratch is the book's plain SGD: use --optimizer sgd for momentum or weight decay")
-        return SGD(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ConfigError(f"unknown optimizer {name!r}")
+    """An optimizer by its config name (see OPTIMIZERS)."""
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](params, lr=lr, momentum=momentum, weight_decay=weight_decay)
