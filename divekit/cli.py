@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", help="sgd, sgd-scratch, adam, adamw")
     t.add_argument("--momentum", type=float)
     t.add_argument("--weight-decay", type=float)
+    t.add_argument("--scheduler", help="learning-rate schedule: step, multistep, exponential, cosine, onecycle, plateau")
+    t.add_argument("--scheduler-arg", type=_model_arg, action="append", default=[], metavar="KEY=VALUE",
+                   help="option of the schedule, e.g. gamma=0.5 or milestones=[5,8] (repeatable)")
+    t.add_argument("--warmup-epochs", type=float, help="linear warmup before the cosine schedule")
     t.add_argument("--grad-clip", type=float, help="clip the global gradient norm")
     t.add_argument("--patience", type=int, help="early stopping after N epochs without improvement")
     t.add_argument("--monitor", help="metric for early stopping and best.safetensors, e.g. test_acc (default: the loss)")
@@ -95,10 +99,12 @@ def cmd_train(args) -> int:
 
     flags = dict(model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                  resize=args.resize, seed=args.seed, optimizer=args.optimizer, momentum=args.momentum,
-                 weight_decay=args.weight_decay, grad_clip=args.grad_clip, patience=args.patience, monitor=args.monitor,
+                 weight_decay=args.weight_decay, scheduler=args.scheduler, warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, patience=args.patience, monitor=args.monitor,
                  device=args.device, data_dir=args.data_dir, out=args.out)
     if args.model_arg:
         flags["model_args"] = dict(args.model_arg)
+    if args.scheduler_arg:
+        flags["scheduler_args"] = dict(args.scheduler_arg)
     if args.resume:
         if args.config:
             raise DivekitError("--config cannot be combined with --resume: the run folder holds the config")

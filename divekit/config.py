@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import ConfigError, did_you_mean
 from .optim import OPTIMIZERS
+from .schedules import build_schedule
 
 
 @dataclass
@@ -30,6 +31,9 @@ class TrainConfig:
     optimizer: str = "sgd"  # see divekit.optim.OPTIMIZERS
     momentum: float = 0.0
     weight_decay: float = 0.0
+    scheduler: str | None = None  # step | multistep | exponential | cosine | onecycle | plateau
+    scheduler_args: dict[str, Any] = field(default_factory=dict)  # e.g. {"gamma": 0.5, "step_size": 3}
+    warmup_epochs: float = 0.0  # linear warmup (cosine schedule)
     grad_clip: float | None = None  # clip the global gradient norm to this value
     resize: int | None = None  # resize square images to resize x resize
     seed: int = 0
@@ -62,6 +66,7 @@ class TrainConfig:
                 f"--optimizer {self.optimizer!r} is not known.{did_you_mean(self.optimizer, OPTIMIZERS)} "
                 f"Choose one of: {', '.join(OPTIMIZERS)}"
             )
+        build_schedule(self.scheduler, self.epochs, self.warmup_epochs, **self.scheduler_args)  # raises if invalid
         if not (self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         return self
@@ -145,7 +150,7 @@ def resolve(*layers: dict[str, Any]) -> TrainConfig:
     merged: dict[str, Any] = {}
     for layer in layers:
         for key, value in coerce_fields(layer).items():
-            if key == "model_args":
+            if key in ("model_args", "scheduler_args"):
                 merged[key] = {**merged.get(key, {}), **value}
             else:
                 merged[key] = value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import struct
 import zlib
 from functools import lru_cache
@@ -46,7 +47,7 @@ def read_idx(path: str | Path, ndim: int) -> torch.Tensor:
             "it is not the idx file it should be. Delete it and download it again."
         )
     shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    expected = 4 + 4 * ndim + int(np.prod(shape))
+    expected = 4 + 4 * ndim + math.prod(shape)  # exact integers: np.prod could overflow and wrap
     if len(raw) != expected:
         raise DataError(
             f"{path} holds {len(raw)} bytes but its header {shape} promises {expected}: "
@@ -58,6 +59,8 @@ def read_idx(path: str | Path, ndim: int) -> torch.Tensor:
 def read_idx_pair(images: Path, labels: Path, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 1, H, W) uint8 and labels (N,) int64 from a pair of idx files, cross-checked."""
     x, y = read_idx(images, 3), read_idx(labels, 1)
+    if len(y) == 0:
+        raise DataError(f"{labels} holds no examples: it is not a real dataset file. Delete it and download it again.")
     if len(x) != len(y):
         raise DataError(f"{images.name} has {len(x)} images but {labels.name} has {len(y)} labels")
     if int(y.max()) >= num_classes:

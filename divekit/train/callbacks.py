@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import dist
 from .checkpoint import save_checkpoint
-from .trainer import Callback, StopTraining
+from .trainer import Callback, StopTraining, monitor_name
 
 
 def in_notebook() -> bool:
@@ -41,12 +41,6 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 def monitor_mode(name: str) -> str:
     """'max' for accuracies, 'min' for losses and errors."""
     return "max" if name.endswith(("acc", "accuracy", "bleu", "map", "iou")) else "min"
-
-
-def pick_monitor(config, metrics: dict[str, float]) -> str | None:
-    if config.monitor:
-        return config.monitor
-    return next((m for m in ("valid_loss", "test_loss", "train_loss") if m in metrics), None)
 
 
 class ProgressBar(Callback):
@@ -113,7 +107,7 @@ class CheckpointSaver(Callback):
         self.best: float | None = None
 
     def on_epoch_end(self, trainer, metrics):
-        monitor = pick_monitor(trainer.config, metrics)
+        monitor = monitor_name(trainer.config, metrics)
         value = metrics.get(monitor) if monitor else None
         improved = value is not None and math.isfinite(value) and (
             self.best is None or (value > self.best if monitor_mode(monitor) == "max" else value < self.best)
@@ -143,7 +137,7 @@ class EarlyStopping(Callback):
         self.wait = 0
 
     def on_epoch_end(self, trainer, metrics):
-        monitor = pick_monitor(trainer.config, metrics)
+        monitor = monitor_name(trainer.config, metrics)
         value = metrics.get(monitor)
         if value is None:
             return

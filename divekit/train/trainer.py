@@ -21,8 +21,16 @@ from ..data.datasets import DataBundle
 from ..device import resolve_device
 from ..errors import TrainingDiverged
 from ..optim import build_optimizer
+from ..schedules import build_schedule
 from . import dist
 from .tasks import Task, make_task
+
+
+def monitor_name(config: TrainConfig, metrics: dict[str, float]) -> str | None:
+    """The metric that early stopping, the best checkpoint and plateau schedules watch."""
+    if config.monitor:
+        return config.monitor
+    return next((m for m in ("valid_loss", "test_loss", "train_loss") if m in metrics), None)
 
 
 class StopTraining(Exception):
@@ -67,6 +75,9 @@ class Trainer:
             config.optimizer, self.model.parameters(), lr=config.lr, momentum=config.momentum,
             weight_decay=config.weight_decay,
         )
+        for group in self.optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])  # schedules scale each group's base rate
+        self.schedule = build_schedule(config.scheduler, config.epochs, config.warmup_epochs, **config.scheduler_args)
         self.callbacks = list(callbacks)
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
@@ -89,6 +100,8 @@ class Trainer:
                 metrics["seconds"] = round(self.seconds, 3)
                 self.history.append(metrics)
                 self.epoch += 1
+                if self.schedule is not None:
+                    self.schedule.on_epoch_end(metrics.get(monitor_name(self.config, metrics)))
                 self._call("on_epoch_end", metrics)
         except StopTraining:
             pass
@@ -105,7 +118,12 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}  # metric -> per-step sums, on the device
         counts: list[int] = []
         self._epoch_start = time.perf_counter()
+        schedule = self.schedule
+        if schedule is not None and not schedule.per_step:
+            self._set_lr(schedule.factor(epoch, 0, steps))
         for step, batch in enumerate(loader):
+            if schedule is not None and schedule.per_step:
+                self._set_lr(schedule.factor(epoch, step, steps))
             loss, batch_sums, n = self.task.step(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -171,6 +189,10 @@ class Trainer:
             raise TrainingDiverged(f"the training loss is {out['loss']} after epoch {self.epoch + 1}; try a smaller --lr")
         return out
 
+    def _set_lr(self, factor: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+
     def _call(self, hook: str, *args) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
@@ -181,11 +203,14 @@ class Trainer:
             "epoch": self.epoch,
             "seconds": self.seconds,
             "history": self.history,
+            "schedule": self.schedule.state_dict() if self.schedule is not None else {},
             "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.seconds, self.history = state["epoch"], state["seconds"], list(state["history"])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state.get("schedule") or {})
         saved = state.get("callbacks", {})
         for cb in self.callbacks:
             if type(cb).__name__ in saved:
