@@ -10,9 +10,10 @@ def synthetic_linear(
 ) -> tuple[torch.Tensor, ...]:
     """y = Xw + b + noise with X ~ N(0, 1): returns (x_train, y_train, x_test, y_test, w, b).
 
-    y has shape (N, 1), as in the book.
+    y has shape (N, 1), as in the book. The data has its own random stream (offset from `seed`), so
+    it is not correlated with a model initialized after `torch.manual_seed(seed)`.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(1_000_003 + seed)
     w_t = torch.tensor(w, dtype=torch.float32)
     n = num_train + num_test
     x = torch.randn(n, len(w_t), generator=g)

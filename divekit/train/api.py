@@ -129,11 +129,13 @@ def fit(
     progress: bool = True,
     callbacks: Iterable[Callback] = (),
     task: Task | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
     resume_from: Checkpoint | None = None,
 ) -> Result:
     """Train `model` (a module or a registered name) on `data` (a DataBundle or a registered name).
 
-    Writes a run folder (see module doc) unless `run_dir=False`. Returns a Result.
+    Writes a run folder (see module doc) unless `run_dir=False`. `optimizer` replaces the one the
+    config names (e.g. with per-group settings). Returns a Result.
     """
     if isinstance(config, dict):
         config = resolve(config)
@@ -161,7 +163,7 @@ def fit(
         cbs.append(EarlyStopping(cfg.patience))
     cbs += list(callbacks)
 
-    trainer = Trainer(model, data, cfg, task=task, callbacks=cbs)
+    trainer = Trainer(model, data, cfg, task=task, callbacks=cbs, optimizer=optimizer)
     if resume_from is not None:
         resume_from.load_model(trainer.model)
         resume_from.load_optimizer(trainer.optimizer)
