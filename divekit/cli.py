@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--resize", type=int, help="resize images to RESIZE x RESIZE")
     t.add_argument("--seed", type=int)
-    t.add_argument("--optimizer", help="sgd, sgd-scratch, adam, adamw")
+    t.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop, adagrad, adadelta, or a from-scratch one: sgd-scratch, momentum-scratch, adagrad-scratch, rmsprop-scratch, adadelta-scratch, adam-scratch")
     t.add_argument("--momentum", type=float)
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--scheduler", help="learning-rate schedule: step, multistep, exponential, cosine, onecycle, plateau")

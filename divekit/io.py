@@ -89,11 +89,12 @@ def _unflatten(tree: Tree, tensors: dict[str, torch.Tensor]) -> Saveable:
     return {k: _unflatten(t, tensors) for k, t in tree.items()}
 
 
-def _atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, header: dict) -> Path:
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    """Write a safetensors file via a temporary file, fsync and rename: a crash leaves the old file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(header)})
+        save_file(tensors, str(tmp), metadata=metadata)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -110,7 +111,8 @@ def save(obj: Saveable, path: str | Path) -> Path:
     """
     tensors: dict[str, torch.Tensor] = {}
     tree = _flatten(obj, "" if isinstance(obj, (list, tuple, dict)) else "tensor", tensors)
-    return _atomic_save_file(tensors, Path(path), {"format": FORMAT_VERSION, "tree": tree})
+    header = {"format": FORMAT_VERSION, "tree": tree}
+    return atomic_save_file(tensors, Path(path), {HEADER_KEY: json.dumps(header)})
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:

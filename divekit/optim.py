@@ -197,7 +197,6 @@ class Adam(torch.optim.Optimizer):
                 state["v"] = torch.zeros_like(w, memory_format=torch.preserve_format)
                 state["s"] = torch.zeros_like(w, memory_format=torch.preserve_format)
             state["t"] += 1
-            state.pop("t") if False else None
             t, v, s = state["t"], state["v"], state["s"]
             beta1, beta2 = group["beta1"], group["beta2"]
             v.lerp_(g, 1 - beta1)  # v <- beta1 v + (1 - beta1) g, as v + (1 - beta1)(g - v) like torch

@@ -10,7 +10,7 @@ import torch.nn as nn
 import divekit as dk
 from divekit.errors import DivekitError, TrainingDiverged
 from divekit.models.registry import MODELS, register_model
-from divekit.train import checkpoint as ckpt_mod
+import divekit.io as divekit_io
 from divekit.train.callbacks import EarlyStopping
 from divekit.train.checkpoint import Checkpoint, save_checkpoint
 from divekit.train.evaluate import classification_report, confusion_matrix
@@ -143,7 +143,7 @@ def test_checkpoint_round_trip_and_atomic_write(tmp_path, monkeypatch):
         open(a[1], "wb").write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt_mod, "save_file", broken)
+    monkeypatch.setattr(divekit_io, "save_file", broken)
     with pytest.raises(OSError):
         save_checkpoint(path, model, opt, {"note": "second"})
     assert Checkpoint(path).meta["note"] == "first"  # the old checkpoint is intact

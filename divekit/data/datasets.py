@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..registry import Registry, call_with_known
 from . import hub
 from .loader import TensorLoader
@@ -130,3 +130,29 @@ def synthetic_linear_data(*, batch_size, seed, device, w=(2.0, -3.4), b=4.2, noi
     test = TensorLoader(x_te, y_te, batch_size=batch_size, device=device)
     context = {"in_shape": (len(w_t),), "num_outputs": 1, "true_w": w_t, "true_b": b}
     return DataBundle("synthetic-linear", "regression", train, test, context=context)
+
+
+def load_airfoil(data_dir=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """NASA's airfoil self-noise data (1,503 rows): 5 features and the sound level, every column
+    standardized over the whole file as the book does (book 12.5)."""
+    import numpy as np
+
+    (path,) = hub.fetch("airfoil", data_dir)
+    try:
+        table = np.genfromtxt(path, dtype=np.float32, delimiter="\t")
+    except ValueError as e:
+        raise DataError(f"{path} is not the tab-separated airfoil table ({e}); delete it and download it again") from None
+    if table.ndim != 2 or table.shape[1] != 6 or np.isnan(table).any():
+        raise DataError(f"{path} should hold 6 numeric tab-separated columns per row, got shape {table.shape}; "
+                        "delete it and download it again")
+    table = (table - table.mean(axis=0)) / table.std(axis=0)
+    data = torch.from_numpy(table)
+    return data[:, :-1], data[:, -1:]
+
+
+@register_dataset("airfoil", defaults={"batch_size": 10, "epochs": 2, "lr": 0.05}, tags=("regression",))
+def airfoil(*, batch_size, seed, device, data_dir=None):
+    """Airfoil self-noise, the book's optimization testbed: the first 1,500 rows, training loss only (book 12.5)."""
+    x, y = load_airfoil(data_dir)
+    train = TensorLoader(x[:1500], y[:1500], batch_size=batch_size, shuffle=True, device=device, seed=seed)
+    return DataBundle("airfoil", "regression", train, context={"in_shape": (5,), "num_outputs": 1})
