@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("pattern", nargs="?", default="*", help="glob pattern, e.g. 'res*'")
     ls.add_argument("--json", action="store_true")
 
+    dm = sub.add_parser("demo", help="run one of the book's small experiments and save its plots")
+    dm.add_argument("name", nargs="?", help="demo name; omit to list them")
+    dm.add_argument("--out", default="demos", help="folder for the plots (default: demos/)")
+    dm.add_argument("--json", action="store_true")
+
     d = sub.add_parser("data", help="download or verify dataset files")
     dsub = d.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
     dl = dsub.add_parser("download", help="download a dataset's files into the data folder")
@@ -185,6 +190,24 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demos import DEMOS, run_demo
+
+    if args.name is None:
+        if args.json:
+            _print_json({"demos": sorted(DEMOS)})
+        else:
+            for name in sorted(DEMOS):
+                print(f"{name:<14s} {(DEMOS[name].__doc__ or '').splitlines()[0]}")
+        return 0
+    result = run_demo(args.name, Path(args.out) / args.name)
+    if args.json:
+        _print_json(result)
+    else:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def cmd_data(args) -> int:
     from .data import hub
 
@@ -211,7 +234,8 @@ def cmd_data(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "list": cmd_list, "data": cmd_data}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "list": cmd_list, "data": cmd_data,
+                "demo": cmd_demo}
     try:
         return handlers[args.verb](args)
     except DivekitError as e:
