@@ -7,15 +7,19 @@
 
 __version__ = "0.1.0"
 
+from . import init, io
 from .config import TrainConfig
 from .data import DataBundle, TensorLoader, list_datasets, load_dataset
+from .device import best_device, num_gpus, to_device
 from .errors import ConfigError, DataError, DivekitError, TrainingDiverged
+from .io import load, load_params, save, save_params
 from .models import create_model, list_models
 from .train.api import Result, fit, load_run, train
 from .train.trainer import Callback, StopTraining, Trainer
 
 __all__ = [
     "Callback", "ConfigError", "DataBundle", "DataError", "DivekitError", "Result", "StopTraining", "TensorLoader",
-    "TrainConfig", "Trainer", "TrainingDiverged", "create_model", "fit", "list_datasets", "list_models",
-    "load_dataset", "load_run", "train",
+    "TrainConfig", "Trainer", "TrainingDiverged", "best_device", "create_model", "fit", "init", "io", "list_datasets",
+    "list_models", "load", "load_dataset", "load_params", "load_run", "num_gpus", "save", "save_params", "to_device",
+    "train",
 ]
