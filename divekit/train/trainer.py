@@ -19,7 +19,7 @@ import torch
 from ..config import TrainConfig
 from ..data.datasets import DataBundle
 from ..device import resolve_device
-from ..errors import TrainingDiverged
+from ..errors import DivekitError, TrainingDiverged
 from ..optim import build_optimizer
 from ..schedules import build_schedule
 from . import dist
@@ -153,12 +153,7 @@ class Trainer:
                 totals[name] = totals.get(name, 0) + v
             n += k
         self.model.train(was_training)
-        if not n:
-            return {}
-        names = sorted(totals)
-        packed = dist.all_reduce_sum(torch.stack([totals[k].float() for k in names] + [torch.tensor(float(n), device=totals[names[0]].device)]))
-        values = packed.tolist()
-        return self.task.summarize(dict(zip(names, values[:-1])), int(values[-1]))
+        return self._summarize(totals, n) if n else {}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -180,11 +175,19 @@ class Trainer:
         return {"epoch": epoch + 1, "step": done, "steps": len(sums["loss"]),
                 "examples_per_s": n * dist.world_size() / max(elapsed, 1e-9), **logs}
 
+    def _summarize(self, totals: dict[str, torch.Tensor], n: int) -> dict[str, float]:
+        """Sum metric totals over all processes (one host read) and turn them into averages."""
+        names = sorted(totals)
+        device = totals[names[0]].device
+        packed = torch.stack([totals[k].float() for k in names] + [torch.tensor(float(n), device=device)])
+        values = dist.all_reduce_sum(packed).tolist()
+        return self.task.summarize(dict(zip(names, values[:-1])), int(values[-1]))
+
     def _reduce(self, sums, counts) -> dict[str, float]:
-        names = sorted(sums)
-        local = torch.stack([sums[k].sum() for k in names] + [torch.tensor(float(sum(counts)), device=sums[names[0]].device)])
-        values = dist.all_reduce_sum(local).tolist()
-        out = self.task.summarize(dict(zip(names, values[:-1])), int(values[-1]))
+        if not counts:
+            raise DivekitError(f"the training split yields no batch (batch size {self.config.batch_size} with "
+                               "drop_last, or no examples): lower --batch-size")
+        out = self._summarize({k: v.sum() for k, v in sums.items()}, sum(counts))
         if not math.isfinite(out["loss"]):
             raise TrainingDiverged(f"the training loss is {out['loss']} after epoch {self.epoch + 1}; try a smaller --lr")
         return out
