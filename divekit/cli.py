@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, help="early stopping after N epochs without improvement")
     t.add_argument("--monitor", help="metric for early stopping and best.safetensors, e.g. test_acc (default: the loss)")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
+    t.add_argument("--precision", help="fp32 (default), bf16 (autocast) or fp16 (autocast + gradient scaler, CUDA)")
+    t.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout for CNNs")
     t.add_argument("--data-dir", help="dataset cache folder (default: $DIVEKIT_DATA or ~/.cache/divekit/data)")
     t.add_argument("--out", help="run folder (default: runs/MODEL-DATA-TIME)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
@@ -105,7 +107,8 @@ def cmd_train(args) -> int:
     flags = dict(model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                  resize=args.resize, seed=args.seed, optimizer=args.optimizer, momentum=args.momentum,
                  weight_decay=args.weight_decay, scheduler=args.scheduler, warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, patience=args.patience, monitor=args.monitor,
-                 device=args.device, data_dir=args.data_dir, out=args.out)
+                 device=args.device, precision=args.precision, channels_last=args.channels_last,
+                 data_dir=args.data_dir, out=args.out)
     if args.model_arg:
         flags["model_args"] = dict(args.model_arg)
     if args.scheduler_arg:

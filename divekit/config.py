@@ -20,6 +20,8 @@ from .errors import ConfigError, did_you_mean
 from .optim import OPTIMIZERS
 from .schedules import build_schedule
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 
 @dataclass
 class TrainConfig:
@@ -38,6 +40,8 @@ class TrainConfig:
     resize: int | None = None  # resize square images to resize x resize
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or GPU) | fp16 (autocast + gradient scaler, CUDA only)
+    channels_last: bool = False  # NHWC memory layout for CNNs
     data_dir: str | None = None  # where datasets are cached; default: $DIVEKIT_DATA or the user cache
     out: str | None = None  # run folder; default: runs/<model>-<data>-<time>
     patience: int | None = None  # stop after this many epochs without improvement of `monitor`
@@ -67,6 +71,8 @@ class TrainConfig:
                 f"Choose one of: {', '.join(OPTIMIZERS)}"
             )
         build_schedule(self.scheduler, self.epochs, self.warmup_epochs, **self.scheduler_args)  # raises if invalid
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         return self

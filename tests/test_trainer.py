@@ -258,3 +258,20 @@ def test_curves_redraw_live_in_a_notebook(tmp_path, monkeypatch):
     dk.train(model="softmax-regression", data="digits", epochs=3, out=str(tmp_path / "r"), progress=False,
              callbacks=[PlotCurves(None, live=True)])
     assert calls == ["display", "update", "update", "update"]  # 3 epochs + the final redraw
+
+
+def test_bf16_autocast_trains_as_well(tmp_path):
+    fp32 = run(tmp_path, "fp32", epochs=5)
+    bf16 = run(tmp_path, "bf16", epochs=5, precision="bf16", channels_last=True)
+    assert abs(bf16.metrics["test_acc"] - fp32.metrics["test_acc"]) < 0.05
+    assert bf16.config.precision == "bf16"
+
+
+def test_fp16_without_cuda_fails_before_writing_anything(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(dk.ConfigError, match="fp16 needs a CUDA GPU"):
+        run(tmp_path, precision="fp16")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(dk.ConfigError, match="--precision must be one of"):
+        run(tmp_path, precision="int8")

@@ -24,7 +24,7 @@ from . import dist
 from .callbacks import BEST, LAST, CheckpointSaver, EarlyStopping, MetricsLogger, PlotCurves, ProgressBar, write_json_atomic
 from .checkpoint import Checkpoint
 from .tasks import Task
-from .trainer import Callback, Trainer
+from .trainer import Callback, Trainer, check_precision
 
 # settings that may change when a run is resumed; the others define the run and stay fixed
 RESUMABLE = {"epochs", "device", "data_dir", "log_every", "patience"}
@@ -147,6 +147,7 @@ def fit(
     name = model if isinstance(model, str) else cfg.model if type(model).__module__.startswith("divekit.") else type(model).__name__
     if isinstance(model, str):
         model = create_model(model, context=data.context, **cfg.model_args)
+    check_precision(cfg)
     preflight(model, data, cfg)
 
     if run_dir is None:

@@ -19,7 +19,7 @@ import torch
 from ..config import TrainConfig
 from ..data.datasets import DataBundle
 from ..device import resolve_device
-from ..errors import DivekitError, TrainingDiverged
+from ..errors import ConfigError, DivekitError, TrainingDiverged
 from ..optim import build_optimizer
 from ..schedules import build_schedule
 from . import dist
@@ -31,6 +31,14 @@ def monitor_name(config: TrainConfig, metrics: dict[str, float]) -> str | None:
     if config.monitor:
         return config.monitor
     return next((m for m in ("valid_loss", "test_loss", "train_loss") if m in metrics), None)
+
+
+def check_precision(config: TrainConfig) -> torch.device:
+    """The run's device, after checking that it supports the configured precision."""
+    device = resolve_device(config.device)
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"--precision fp16 needs a CUDA GPU (it relies on a gradient scaler); use bf16 on {device.type}")
+    return device
 
 
 class StopTraining(Exception):
@@ -67,8 +75,13 @@ class Trainer:
         optimizer: torch.optim.Optimizer | None = None,
     ):
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = check_precision(config)
         self.model = model.to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        self.autocast = lambda: torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.data = data
         self.task = task or make_task(data.task)
         self.optimizer = optimizer or build_optimizer(
@@ -124,12 +137,20 @@ class Trainer:
         for step, batch in enumerate(loader):
             if schedule is not None and schedule.per_step:
                 self._set_lr(schedule.factor(epoch, step, steps))
-            loss, batch_sums, n = self.task.step(model, batch)
+            loss, batch_sums, n = self._forward(batch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            if self.scaler is None:
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+            else:  # fp16: scale the loss so small gradients do not underflow, unscale before clipping
+                self.scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    self.scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                self.scaler.step(opt)
+                self.scaler.update()
             if not sums:
                 sums = {k: torch.zeros(steps, device=v.device) for k, v in batch_sums.items()}
             for k, v in batch_sums.items():
@@ -148,7 +169,7 @@ class Trainer:
         totals: dict[str, torch.Tensor] = {}
         n = 0
         for batch in loader:
-            _, batch_sums, k = self.task.step(self.model, batch)
+            _, batch_sums, k = self._forward(batch)
             for name, v in batch_sums.items():
                 totals[name] = totals.get(name, 0) + v
             n += k
@@ -156,6 +177,13 @@ class Trainer:
         return self._summarize(totals, n) if n else {}
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _forward(self, batch):
+        """task.step under the configured precision and memory format."""
+        if self.config.channels_last and batch[0].dim() == 4:
+            batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
+        with self.autocast():
+            return self.task.step(self.model, batch)
 
     def _running(self, epoch: int, step: int, sums, counts) -> dict[str, float]:
         """Metrics so far this epoch (one host read); raises TrainingDiverged on NaN/inf loss."""
@@ -207,6 +235,7 @@ class Trainer:
             "seconds": self.seconds,
             "history": self.history,
             "schedule": self.schedule.state_dict() if self.schedule is not None else {},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
         }
 
@@ -214,6 +243,8 @@ class Trainer:
         self.epoch, self.seconds, self.history = state["epoch"], state["seconds"], list(state["history"])
         if self.schedule is not None:
             self.schedule.load_state_dict(state.get("schedule") or {})
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         saved = state.get("callbacks", {})
         for cb in self.callbacks:
             if type(cb).__name__ in saved:
