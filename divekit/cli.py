@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("pattern", nargs="?", default="*", help="glob pattern, e.g. 'res*'")
     ls.add_argument("--json", action="store_true")
 
+    sm = sub.add_parser("summary", help="layer-by-layer output shapes, parameters and multiply-adds of a model")
+    sm.add_argument("model", help="model name (see `divekit list models`)")
+    sm.add_argument("--input-shape", default=None,
+                    help="C,H,W of one example, e.g. 1,28,28; default: 1 channel at the model's default --resize, else 28x28")
+    sm.add_argument("--json", action="store_true")
+
     dm = sub.add_parser("demo", help="run one of the book's small experiments and save its plots")
     dm.add_argument("name", nargs="?", help="demo name; omit to list them")
     dm.add_argument("--out", default="demos", help="folder for the plots (default: demos/)")
@@ -193,6 +199,12 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_summary(args) -> int:
+    from .summary import summary_main
+
+    return summary_main(args.model, args.input_shape, json=args.json)
+
+
 def cmd_demo(args) -> int:
     from .demos import DEMOS, run_demo
 
@@ -238,7 +250,7 @@ def cmd_data(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "list": cmd_list, "data": cmd_data,
-                "demo": cmd_demo}
+                "demo": cmd_demo, "summary": cmd_summary}
     try:
         return handlers[args.verb](args)
     except DivekitError as e:

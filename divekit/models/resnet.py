@@ -1,0 +1,84 @@
+"""ResNet (book 8.6): a stem, four stages of residual blocks, global average pooling, one dense layer.
+
+ResNet-18 layer by layer for a 1x96x96 image (the size the book trains at):
+
+    b1: 7x7 conv 64 stride 2, BN, ReLU, 3x3 max pool stride 2   -> (64, 24, 24)
+    b2: 2 Residual blocks, 64 channels                           -> (64, 24, 24)
+    b3: 2 Residual blocks, 128 channels, the first with stride 2 -> (128, 12, 12)
+    b4: 2 Residual blocks, 256 channels                          -> (256, 6, 6)
+    b5: 2 Residual blocks, 512 channels                          -> (512, 3, 3)
+    last: global average pool, flatten, dense num_classes
+
+4 conv layers per stage * 4 stages + the stem conv + the dense layer = 18 layers. ResNet-34 has
+(3, 4, 6, 3) blocks per stage; ResNet-50 has (3, 4, 6, 3) bottleneck blocks whose outputs are 4x
+wider (256 ... 2048 channels). Any image size works.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from .layers import Bottleneck, Residual, init_cnn, stem
+from .registry import register_model
+
+
+def resnet_stage(block: type[Residual] | type[Bottleneck], num_residuals: int, in_channels: int, num_channels: int,
+                 first_block: bool = False) -> tuple[nn.Sequential, int]:
+    """The book's ResNet.block: num_residuals blocks; returns the stage and its output channels.
+
+    The first block of every stage but the first (which follows the stem's pooling) halves H and
+    W with stride 2; a first block that changes the shape gets the 1x1 conv shortcut.
+    """
+    blks = []
+    for i in range(num_residuals):
+        strides = 2 if i == 0 and not first_block else 1
+        out_channels = block.expansion * num_channels
+        blks.append(block(in_channels, num_channels, use_1x1conv=strides != 1 or in_channels != out_channels,
+                          strides=strides))
+        in_channels = out_channels
+    return nn.Sequential(*blks), in_channels
+
+
+class ResNet(nn.Module):
+    """Stem b1, one stage per (num_residuals, num_channels) in `arch` (b2, b3, ...), then `last`: pool, flatten, dense."""
+
+    def __init__(self, arch: Sequence[tuple[int, int]], num_classes: int = 10, in_shape: Sequence[int] = (1, 96, 96),
+                 block: type[Residual] | type[Bottleneck] = Residual):
+        layers = OrderedDict(b1=stem(in_shape[0], 64))
+        channels = 64
+        for i, (num_residuals, num_channels) in enumerate(arch):
+            layers[f"b{i + 2}"], channels = resnet_stage(block, num_residuals, channels, num_channels, first_block=i == 0)
+        layers["last"] = nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(channels, num_classes))
+        super().__init__()
+        self.net = nn.Sequential(layers)
+        self.net.apply(init_cnn)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.net(X)
+
+
+# The book trains ResNet-18 only; the deeper variants take the same settings.
+_DEFAULTS = {"data": "fashion-mnist", "lr": 0.01, "batch_size": 128, "epochs": 10, "resize": 96}
+_TAGS = ("image", "cnn")
+
+
+@register_model("resnet18", defaults=_DEFAULTS, tags=_TAGS)
+def resnet18(num_classes: int = 10, in_shape=(1, 96, 96)):
+    """ResNet-18: (2, 2, 2, 2) residual blocks of 64, 128, 256, 512 channels (book 8.6)."""
+    return ResNet(((2, 64), (2, 128), (2, 256), (2, 512)), num_classes, tuple(in_shape))
+
+
+@register_model("resnet34", defaults=_DEFAULTS, tags=_TAGS)
+def resnet34(num_classes: int = 10, in_shape=(1, 96, 96)):
+    """ResNet-34: (3, 4, 6, 3) residual blocks of 64, 128, 256, 512 channels (He et al. 2016; book 8.6 exercise)."""
+    return ResNet(((3, 64), (4, 128), (6, 256), (3, 512)), num_classes, tuple(in_shape))
+
+
+@register_model("resnet50", defaults=_DEFAULTS, tags=_TAGS)
+def resnet50(num_classes: int = 10, in_shape=(1, 96, 96)):
+    """ResNet-50: (3, 4, 6, 3) bottleneck blocks with 256 ... 2048 output channels (He et al. 2016; book 8.6 exercise)."""
+    return ResNet(((3, 64), (4, 128), (6, 256), (3, 512)), num_classes, tuple(in_shape), block=Bottleneck)

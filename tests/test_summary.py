@@ -1,0 +1,83 @@
+"""divekit.summary: the book's layer-by-layer walk with parameter and multiply-add counts."""
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from divekit.errors import ConfigError
+from divekit.models import create_model
+from divekit.summary import format_summary, summary, summary_main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # the inputs are tiny: on a shared, loaded machine a second intra-op thread only adds contention
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+# the book's printout for LeNet on a 1x28x28 image (7.6.1)
+LENET_WALK = [
+    ("Conv2d", (1, 6, 28, 28)), ("Sigmoid", (1, 6, 28, 28)), ("AvgPool2d", (1, 6, 14, 14)),
+    ("Conv2d", (1, 16, 10, 10)), ("Sigmoid", (1, 16, 10, 10)), ("AvgPool2d", (1, 16, 5, 5)),
+    ("Flatten", (1, 400)), ("Linear", (1, 120)), ("Sigmoid", (1, 120)),
+    ("Linear", (1, 84)), ("Sigmoid", (1, 84)), ("Linear", (1, 10)),
+]
+
+
+def test_lenet_summary_matches_the_book():
+    s = summary(create_model("lenet"), (1, 28, 28))
+    assert [(r.type, r.output_shape) for r in s.rows] == LENET_WALK
+    assert s.total_params == 61_706 == sum(r.params for r in s.rows)
+    assert s.rows[0].macs == 6 * 28 * 28 * 25 == 117_600
+    assert s.rows[3].macs == 16 * 10 * 10 * 6 * 25  # each output sees 6 channels of 5x5
+    assert [r.macs for r in s.rows if r.type == "Linear"] == [400 * 120, 120 * 84, 84 * 10]
+    assert s.total_macs == sum(r.macs for r in s.rows) == 416_520
+    text = format_summary(s)
+    assert "Conv2d output shape: (1, 6, 28, 28)" in text and "61,706" in text
+
+
+def test_nested_blocks_grouped_convs_and_batch_norm():
+    model = create_model("resnet18", in_shape=(1, 32, 32))
+    model.train()
+    s = summary(model, (1, 32, 32))
+    assert model.training  # mode restored
+    assert s.total_params == sum(r.params for r in s.rows) == sum(p.numel() for p in model.parameters())
+    names = [r.name for r in s.rows]
+    assert "net.b3.0.conv3" in names and names[-1] == "net.last.2"
+    bn = next(r for r in s.rows if r.name == "net.b1.1")
+    assert bn.macs == 64 * 16 * 16  # one multiply-add per element
+
+    grouped = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.ReLU())
+    row = summary(grouped, (4, 5, 5)).rows[0]
+    assert row.macs == 8 * 3 * 3 * (4 // 2) * 3 * 3
+
+
+def test_shared_layer_counts_its_parameters_once():
+    layer = nn.Linear(4, 4)
+    s = summary(nn.Sequential(layer, nn.ReLU(), layer), (4,))
+    assert [r.params for r in s.rows] == [20, 0, 0]
+    assert s.total_params == 20 and s.total_macs == 2 * 16
+
+
+def test_summary_main_json(capsys):
+    assert summary_main("lenet", "1,28,28", json=True) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["model"] == "lenet" and out["input_shape"] == [1, 28, 28]
+    assert out["total_params"] == 61_706 and out["total_macs"] == 416_520
+    assert out["layers"][0] == {"name": "net.0", "type": "Conv2d", "output_shape": [1, 6, 28, 28], "params": 156,
+                                "macs": 117_600}
+
+
+def test_summary_main_table_and_errors(capsys):
+    assert summary_main("nin", "1,67,67") == 0
+    assert "Conv2d output shape: (1, 96, 15, 15)" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="input-shape"):
+        summary_main("lenet", "1,a,28")
+    with pytest.raises(ConfigError, match="cannot take inputs"):
+        summary_main("nin", "1,28,28")
+    with pytest.raises(ConfigError, match="unknown model"):
+        summary_main("lenett", "1,28,28")
