@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="C,H,W of one example, e.g. 1,28,28; default: 1 channel at the model's default --resize, else 28x28")
     sm.add_argument("--json", action="store_true")
 
+    from .kaggle import add_arguments as kaggle_arguments
+
+    kh = sub.add_parser("kaggle-house", help="k-fold cross-validation and a submission for Kaggle's house prices",
+                        description="Kaggle house prices (book 5.7): k-fold log-RMSE, then submission.csv.")
+    kaggle_arguments(kh)
+
     dm = sub.add_parser("demo", help="run one of the book's small experiments and save its plots")
     dm.add_argument("name", nargs="?", help="demo name; omit to list them")
     dm.add_argument("--out", default="demos", help="folder for the plots (default: demos/)")
@@ -199,6 +205,12 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_kaggle_house(args) -> int:
+    from .kaggle import main as kaggle_main
+
+    return kaggle_main(args)
+
+
 def cmd_summary(args) -> int:
     from .summary import summary_main
 
@@ -250,7 +262,8 @@ def cmd_data(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "list": cmd_list, "data": cmd_data,
-                "demo": cmd_demo, "summary": cmd_summary}
+                "demo": cmd_demo, "summary": cmd_summary,
+                "kaggle-house": cmd_kaggle_house}
     try:
         return handlers[args.verb](args)
     except DivekitError as e:

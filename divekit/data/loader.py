@@ -108,7 +108,7 @@ class TensorLoader:
                 batch = tuple(t[start : start + b] for t in self.tensors)
             else:
                 sel = idx[start : start + b]
-                batch = tuple(t[sel] for t in self.tensors)
+                batch = tuple(t.index_select(0, sel) for t in self.tensors)
             if self.transform is not None:
                 batch = self.transform(batch, gen)
             yield batch
