@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help="learning rate")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--resize", type=int, help="resize images to RESIZE x RESIZE")
+    t.add_argument("--augment", help="training-set augmentation for images: flip, crop or flip-crop")
+    t.add_argument("--label-smoothing", type=float, help="classification: weight of the uniform target, e.g. 0.1")
     t.add_argument("--seed", type=int)
     t.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop, adagrad, adadelta, or a from-scratch one: sgd-scratch, momentum-scratch, adagrad-scratch, rmsprop-scratch, adadelta-scratch, adam-scratch")
     t.add_argument("--momentum", type=float)
@@ -117,7 +119,7 @@ def cmd_train(args) -> int:
     from .train.api import train
 
     flags = dict(model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                 resize=args.resize, seed=args.seed, optimizer=args.optimizer, momentum=args.momentum,
+                 resize=args.resize, augment=args.augment, label_smoothing=args.label_smoothing, seed=args.seed, optimizer=args.optimizer, momentum=args.momentum,
                  weight_decay=args.weight_decay, scheduler=args.scheduler, warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, patience=args.patience, monitor=args.monitor,
                  device=args.device, precision=args.precision, channels_last=args.channels_last,
                  data_dir=args.data_dir, out=args.out)

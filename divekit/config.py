@@ -21,6 +21,7 @@ from .optim import OPTIMIZERS
 from .schedules import build_schedule
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+AUGMENTATIONS = ("flip", "crop", "flip-crop")
 
 
 @dataclass
@@ -38,6 +39,8 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear warmup (cosine schedule)
     grad_clip: float | None = None  # clip the global gradient norm to this value
     resize: int | None = None  # resize square images to resize x resize
+    augment: str | None = None  # training-set augmentation: flip | crop | flip-crop
+    label_smoothing: float = 0.0  # classification: mix the one-hot target with a uniform distribution
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or GPU) | fp16 (autocast + gradient scaler, CUDA only)
@@ -61,6 +64,7 @@ class TrainConfig:
             (self.resize is None or self.resize >= 1, "resize", "must be a positive image size"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
+            (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
         ]
         for ok, name, why in checks:
             if not ok:
@@ -71,6 +75,8 @@ class TrainConfig:
                 f"Choose one of: {', '.join(OPTIMIZERS)}"
             )
         build_schedule(self.scheduler, self.epochs, self.warmup_epochs, **self.scheduler_args)  # raises if invalid
+        if self.augment is not None and self.augment not in AUGMENTATIONS:
+            raise ConfigError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")):

@@ -275,3 +275,29 @@ def test_fp16_without_cuda_fails_before_writing_anything(tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(dk.ConfigError, match="--precision must be one of"):
         run(tmp_path, precision="int8")
+
+
+def test_augment_changes_training_batches_only():
+    plain = dk.load_dataset("digits", batch_size=32, seed=0)
+    aug = dk.load_dataset("digits", batch_size=32, seed=0, augment="flip-crop")
+    xp, yp = next(iter(plain.train))
+    xa, ya = next(iter(aug.train))
+    assert torch.equal(yp, ya) and xa.shape == xp.shape and not torch.equal(xa, xp)
+    assert torch.equal(next(iter(plain.test))[0], next(iter(aug.test))[0])  # evaluation is never augmented
+    again = next(iter(dk.load_dataset("digits", batch_size=32, seed=0, augment="flip-crop").train))[0]
+    assert torch.equal(xa, again)  # seeded
+    with pytest.raises(dk.ConfigError, match="--augment applies to image datasets"):
+        dk.load_dataset("synthetic-linear", augment="flip")
+    with pytest.raises(dk.ConfigError, match="--augment must be one of"):
+        dk.TrainConfig(augment="rotate").validate()
+
+
+def test_label_smoothing_applies_to_training_loss_only():
+    from divekit.train.tasks import Classification
+
+    logits, y = torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([0])
+    smooth, plain = Classification(0.1), Classification()
+    assert smooth.default_loss(logits, y, training=True) > plain.default_loss(logits, y, training=True)
+    assert smooth.default_loss(logits, y, training=False) == plain.default_loss(logits, y, training=False)
+    torch.testing.assert_close(smooth.default_loss(logits, y, True),
+                               nn.functional.cross_entropy(logits, y, label_smoothing=0.1))

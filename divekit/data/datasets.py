@@ -17,7 +17,7 @@ from ..registry import Registry, call_with_known
 from . import hub
 from .loader import TensorLoader
 from .synthetic import synthetic_linear
-from .transforms import image_transform, resize as resize_fn, to_float
+from .transforms import image_transform, random_crop, random_hflip, resize as resize_fn, to_float
 from .vision import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_digits_tensors, load_idx_set
 
 DATASETS = Registry("dataset")
@@ -51,6 +51,7 @@ def load_dataset(
     *,
     batch_size: int = 256,
     resize: int | None = None,
+    augment: str | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
     data_dir: str | None = None,
@@ -58,18 +59,24 @@ def load_dataset(
 ) -> DataBundle:
     """Load a registered dataset as in-memory loaders.
 
-    `resize` only applies to image datasets; extra `kwargs` go to the dataset's factory.
+    `resize` and `augment` ("flip", "crop", "flip-crop": random left-right flips and/or random
+    crops after zero padding by 1/14 of the side, 2 pixels at 28x28; training split only) apply to
+    image datasets; extra `kwargs` go to
+    the dataset's factory.
     """
     entry = DATASETS.get(name)
     overrides = dict(kwargs)
     if resize is not None:
         overrides["resize"] = resize
+    if augment is not None:
+        overrides["augment"] = augment
     context = dict(batch_size=batch_size, seed=seed, device=device, data_dir=data_dir)
     try:
         return call_with_known(entry.factory, context, overrides, f"dataset {name!r}")
     except ConfigError as e:
-        if "resize" in overrides and "'resize'" in str(e):
-            raise ConfigError(f"--resize applies to image datasets; {name!r} has no images") from None
+        for option in ("resize", "augment"):
+            if option in overrides and f"'{option}'" in str(e):
+                raise ConfigError(f"--{option} applies to image datasets; {name!r} has no images") from None
         raise
 
 
@@ -85,40 +92,51 @@ def image_classification(
     seed: int,
     device,
     resize: int | None = None,
+    augment: str | None = None,
 ) -> DataBundle:
-    """A bundle over uint8 images (N, C, H, W): converted to float in [0, 1] (and resized) per batch."""
+    """A bundle over uint8 images (N, C, H, W): converted to float in [0, 1] (and resized) per
+    batch; the training split is augmented per batch when `augment` is given."""
     fns = [to_float] + ([resize_fn(resize)] if resize else [])
     transform = image_transform(*fns)
     h, w = (resize, resize) if resize else tuple(x_train.shape[-2:])
-    train = TensorLoader(x_train, y_train, batch_size=batch_size, shuffle=True, transform=transform, device=device, seed=seed)
+    train_fns = list(fns)
+    if augment in ("crop", "flip-crop"):
+        train_fns.append(random_crop((h, w), padding=max(1, h // 14)))
+    if augment in ("flip", "flip-crop"):
+        train_fns.append(random_hflip())
+    train = TensorLoader(x_train, y_train, batch_size=batch_size, shuffle=True, transform=image_transform(*train_fns),
+                         device=device, seed=seed)
     test = TensorLoader(x_test, y_test, batch_size=batch_size, transform=transform, device=device)
     context = {"num_classes": len(classes), "in_shape": (x_train.shape[1], h, w)}
     return DataBundle(name, "classification", train, test, classes=list(classes), context=context, transform=transform)
 
 
 @register_dataset("digits", defaults={"batch_size": 64, "epochs": 20}, tags=("image", "embedded"))
-def digits(*, batch_size, seed, device, resize=None):
+def digits(*, batch_size, seed, device, resize=None, augment=None):
     """scikit-learn's 8x8 handwritten digits (1,797 images), bundled: works with no network or cache."""
     return image_classification(
-        "digits", *load_digits_tensors(), MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize
+        "digits", *load_digits_tensors(), MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize,
+        augment=augment,
     )
 
 
 @register_dataset("fashion-mnist", defaults={"batch_size": 256, "epochs": 10}, tags=("image",))
-def fashion_mnist(*, batch_size, seed, device, data_dir=None, resize=None):
+def fashion_mnist(*, batch_size, seed, device, data_dir=None, resize=None, augment=None):
     """Zalando's Fashion-MNIST: 60,000 + 10,000 28x28 grayscale images of 10 kinds of clothing."""
     tensors = load_idx_set(tuple(hub.fetch("fashion-mnist", data_dir)))
     return image_classification(
-        "fashion-mnist", *tensors, FASHION_MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize
+        "fashion-mnist", *tensors, FASHION_MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize,
+        augment=augment,
     )
 
 
 @register_dataset("mnist", defaults={"batch_size": 256, "epochs": 10}, tags=("image",))
-def mnist(*, batch_size, seed, device, data_dir=None, resize=None):
+def mnist(*, batch_size, seed, device, data_dir=None, resize=None, augment=None):
     """LeCun's MNIST handwritten digits: 60,000 + 10,000 28x28 grayscale images."""
     tensors = load_idx_set(tuple(hub.fetch("mnist", data_dir)))
     return image_classification(
-        "mnist", *tensors, MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize
+        "mnist", *tensors, MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize,
+        augment=augment,
     )
 
 

@@ -58,22 +58,23 @@ def random_hflip(p: float = 0.5) -> ImageFn:
     return fn
 
 
-def random_crop(size: int, padding: int = 0) -> ImageFn:
-    """Pad by `padding` (zeros) and cut a random size x size window from each image."""
+def random_crop(size: int | tuple[int, int], padding: int = 0) -> ImageFn:
+    """Pad by `padding` (zeros) and cut a random window of `size` (square if an int) from each image."""
+    sh, sw = (size, size) if isinstance(size, int) else size
 
     def fn(x, g=None):
         if padding:
             x = F.pad(x, (padding,) * 4)
         n, c, h, w = x.shape
-        if size > h or size > w:
-            raise ValueError(f"random_crop({size}) is larger than the padded image {h}x{w}")
-        top = torch.randint(0, h - size + 1, (n,), generator=g).to(x.device)
-        left = torch.randint(0, w - size + 1, (n,), generator=g).to(x.device)
-        rows = (top.view(n, 1) + torch.arange(size, device=x.device)).view(n, 1, size, 1)
-        cols = (left.view(n, 1) + torch.arange(size, device=x.device)).view(n, 1, 1, size)
+        if sh > h or sw > w:
+            raise ValueError(f"random_crop({sh}x{sw}) is larger than the padded image {h}x{w}")
+        top = torch.randint(0, h - sh + 1, (n,), generator=g).to(x.device)
+        left = torch.randint(0, w - sw + 1, (n,), generator=g).to(x.device)
+        rows = (top.view(n, 1) + torch.arange(sh, device=x.device)).view(n, 1, sh, 1)
+        cols = (left.view(n, 1) + torch.arange(sw, device=x.device)).view(n, 1, 1, sw)
         batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
         chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
-        return x[batch, chan, rows, cols]  # (N, C, size, size)
+        return x[batch, chan, rows, cols]  # (N, C, sh, sw)
 
     return fn
 

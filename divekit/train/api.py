@@ -142,7 +142,7 @@ def fit(
     cfg = (config or TrainConfig()).validate()
     torch.manual_seed(cfg.seed)
     if isinstance(data, str):
-        data = load_dataset(data, batch_size=cfg.batch_size, resize=cfg.resize, seed=cfg.seed,
+        data = load_dataset(data, batch_size=cfg.batch_size, resize=cfg.resize, augment=cfg.augment, seed=cfg.seed,
                             device=resolve_device(cfg.device), data_dir=cfg.data_dir)
     name = model if isinstance(model, str) else cfg.model if type(model).__module__.startswith("divekit.") else type(model).__name__
     if isinstance(model, str):

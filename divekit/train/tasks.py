@@ -17,14 +17,19 @@ import torch.nn.functional as F
 class Task(ABC):
     name = "task"
 
+    @classmethod
+    def from_config(cls, config) -> "Task":
+        """The task with the options the training config sets for it."""
+        return cls()
+
     def loss(self, model, outputs, targets) -> torch.Tensor:
         """The model's own `loss` method if it has one (the book's scratch models), else the default."""
         own = getattr(model, "loss", None)
-        return own(outputs, targets) if callable(own) else self.default_loss(outputs, targets)
+        return own(outputs, targets) if callable(own) else self.default_loss(outputs, targets, model.training)
 
     @abstractmethod
-    def default_loss(self, outputs, targets) -> torch.Tensor:
-        """The loss for models that do not bring their own."""
+    def default_loss(self, outputs, targets, training: bool) -> torch.Tensor:
+        """The loss for models that do not bring their own (`training`: the model's mode)."""
 
     @abstractmethod
     def step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
@@ -39,8 +44,16 @@ class Classification(Task):
 
     name = "classification"
 
-    def default_loss(self, logits, y):
-        return F.cross_entropy(logits, y)
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    @classmethod
+    def from_config(cls, config) -> "Classification":
+        return cls(label_smoothing=config.label_smoothing)
+
+    def default_loss(self, logits, y, training):
+        # label smoothing regularizes training; evaluation reports the plain cross-entropy
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if training else 0.0)
 
     def step(self, model, batch):
         X, y = batch[0], batch[1]
@@ -56,7 +69,7 @@ class Regression(Task):
 
     name = "regression"
 
-    def default_loss(self, y_hat, y):
+    def default_loss(self, y_hat, y, training):
         return F.mse_loss(y_hat, y.reshape(y_hat.shape))
 
     def step(self, model, batch):
@@ -70,7 +83,8 @@ class Regression(Task):
 TASKS = {t.name: t for t in (Classification, Regression)}
 
 
-def make_task(name: str) -> Task:
+def make_task(name: str, config=None) -> Task:
+    """The task of a dataset (`DataBundle.task`), configured by the training config if given."""
     if name not in TASKS:
         raise ValueError(f"no task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name]()
+    return TASKS[name].from_config(config) if config is not None else TASKS[name]()

@@ -83,7 +83,7 @@ class Trainer:
         self.autocast = lambda: torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.data = data
-        self.task = task or make_task(data.task)
+        self.task = task or make_task(data.task, config)
         self.optimizer = optimizer or build_optimizer(
             config.optimizer, self.model.parameters(), lr=config.lr, momentum=config.momentum,
             weight_decay=config.weight_decay,
