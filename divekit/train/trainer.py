@@ -10,6 +10,7 @@ steps (for the progress bar and the NaN check) and at the end of the epoch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any, Iterable
@@ -80,7 +81,8 @@ class Trainer:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
-        self.autocast = lambda: torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
+        # building a torch.autocast costs ~10 us a step, so fp32 gets a no-op context
+        self.autocast = (lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype else contextlib.nullcontext
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.data = data
         self.task = task or make_task(data.task, config)
@@ -128,7 +130,7 @@ class Trainer:
         model.train()
         loader.set_epoch(epoch)
         steps = len(loader)
-        sums: dict[str, torch.Tensor] = {}  # metric -> per-step sums, on the device
+        sums: dict[str, list[torch.Tensor]] = {}  # metric -> per-step sums (0-dim tensors on the device)
         counts: list[int] = []
         self._epoch_start = time.perf_counter()
         schedule = self.schedule
@@ -151,10 +153,8 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 self.scaler.step(opt)
                 self.scaler.update()
-            if not sums:
-                sums = {k: torch.zeros(steps, device=v.device) for k, v in batch_sums.items()}
             for k, v in batch_sums.items():
-                sums[k][step] = v
+                sums.setdefault(k, []).append(v)
             counts.append(n)
             self._call("on_step_end", step)
             if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
@@ -188,7 +188,7 @@ class Trainer:
     def _running(self, epoch: int, step: int, sums, counts) -> dict[str, float]:
         """Metrics so far this epoch (one host read); raises TrainingDiverged on NaN/inf loss."""
         done = step + 1
-        losses = sums["loss"][:done].cpu()
+        losses = torch.stack(sums["loss"]).float().cpu()
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
@@ -198,9 +198,9 @@ class Trainer:
                 "for NaN values. The last good checkpoint (end of the previous epoch) was kept."
             )
         n = sum(counts[:done])
-        logs = self.task.summarize({k: float(v[:done].sum()) for k, v in sums.items()}, n)
+        logs = self.task.summarize({k: float(torch.stack(v).sum()) for k, v in sums.items()}, n)
         elapsed = time.perf_counter() - self._epoch_start
-        return {"epoch": epoch + 1, "step": done, "steps": len(sums["loss"]),
+        return {"epoch": epoch + 1, "step": done, "steps": len(self.data.train),
                 "examples_per_s": n * dist.world_size() / max(elapsed, 1e-9), **logs}
 
     def _summarize(self, totals: dict[str, torch.Tensor], n: int) -> dict[str, float]:
@@ -215,7 +215,7 @@ class Trainer:
         if not counts:
             raise DivekitError(f"the training split yields no batch (batch size {self.config.batch_size} with "
                                "drop_last, or no examples): lower --batch-size")
-        out = self._summarize({k: v.sum() for k, v in sums.items()}, sum(counts))
+        out = self._summarize({k: torch.stack(v).sum() for k, v in sums.items()}, sum(counts))
         if not math.isfinite(out["loss"]):
             raise TrainingDiverged(f"the training loss is {out['loss']} after epoch {self.epoch + 1}; try a smaller --lr")
         return out

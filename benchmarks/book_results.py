@@ -1,0 +1,81 @@
+"""Reproduce the book's figures that the issues ask for, over several seeds, and print a table.
+
+    python benchmarks/book_results.py --data-dir ../shared/data            # everything
+    python benchmarks/book_results.py --only softmax-regression mlp --seeds 0 1 2
+
+For each model: test accuracy on Fashion-MNIST with the book's settings (the model's registered
+defaults), mean +- std over seeds, the training wall time (the trainer's `seconds`: training and
+per-epoch evaluation, not process start-up) and examples/s (the 60,000 training plus 10,000 test
+examples of every epoch, per second of that time). Also times the README's main command
+(`divekit train softmax-regression --data digits`) end to end as a subprocess. Prints hardware and
+torch version; the last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+import divekit as dk
+
+MODELS = ["softmax-regression", "softmax-regression-scratch", "mlp", "mlp-scratch", "dropout-mlp", "dropout-mlp-scratch"]
+
+
+def hardware() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), python {platform.python_version()}"
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main_command_seconds() -> dict:
+    """Wall time of the README's main command, process start-up included."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "divekit", "train", "softmax-regression", "--data", "digits",
+                          "--json", "--no-progress", "--out", "/tmp/divekit-main-command"],
+                         capture_output=True, text=True, check=True).stdout
+    wall = time.perf_counter() - start
+    summary = json.loads(out.strip().splitlines()[-1])
+    return {"wall_s": round(wall, 2), "test_acc": summary["test_acc"], "train_s": summary["seconds"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", default=os.environ.get("DIVEKIT_DATA"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="+", default=MODELS)
+    args = p.parse_args()
+    print(hardware())
+    rows = {}
+    for model in args.only:
+        accs, secs = [], []
+        for seed in args.seeds:
+            r = dk.train(model=model, data="fashion-mnist", seed=seed, data_dir=args.data_dir, progress=False,
+                         out=f"/tmp/divekit-book-results/{model}-{seed}")
+            accs.append(r.metrics["test_acc"])
+            secs.append(r.metrics["seconds"])
+        (acc, acc_sd), (sec, sec_sd) = mean_std(accs), mean_std(secs)
+        cfg = r.config
+        rows[model] = {"test_acc_mean": round(acc, 4), "test_acc_std": round(acc_sd, 4), "seconds_mean": round(sec, 1),
+                       "seconds_std": round(sec_sd, 1), "examples_per_s": round(cfg.epochs * 70000 / sec),
+                       "settings": f"lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs, {cfg.optimizer}",
+                       "per_seed": accs}
+        print(f"{model:<28s} test acc {acc:.4f} +- {acc_sd:.4f}   {sec:6.1f} +- {sec_sd:.1f} s   ({rows[model]['settings']})",
+              flush=True)
+    main_cmd = main_command_seconds()
+    print(f"README main command (digits): {main_cmd['wall_s']} s wall, test acc {main_cmd['test_acc']}")
+    print(json.dumps({"hardware": hardware(), "seeds": args.seeds, "fashion_mnist": rows, "main_command": main_cmd}))
+
+
+if __name__ == "__main__":
+    main()
