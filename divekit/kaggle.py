@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,18 +139,6 @@ def train_regressor(X_train: torch.Tensor, y_train: torch.Tensor, X_valid: torch
     return Regressor(result.model, offset, result.history, data)
 
 
-@contextmanager
-def _threads(n: int):
-    """Run torch on n intra-op threads: these models are so small that thread hand-offs cost more
-    than they save, and on a busy machine a second thread waits for a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _curve(history: list[dict[str, float]], split: str) -> list[float]:
     """Per-epoch log-RMSE of a split: the square root of its mean squared error on log prices.
 
@@ -218,12 +205,10 @@ def run_kaggle_house(data_dir=None, *, k: int = 5, model: str = "linear", epochs
                   f"valid log-rmse {fold['valid_log_rmse']:.4f}", file=sys.stderr)
         return fold
 
-    single_thread = resolve_device(cfg.device).type == "cpu"
-    with _threads(1) if single_thread else nullcontext():
-        folds = k_fold(train_fold, X, y, k=k, seed=seed)
-        final = train_regressor(X, y, None, None, cfg)  # the model to submit: trained on every row
-        test_prices = final.prices(X_test)
-        final_train_log_rmse = log_rmse(final.prices(X), prices)
+    folds = k_fold(train_fold, X, y, k=k, seed=seed)
+    final = train_regressor(X, y, None, None, cfg)  # the model to submit: trained on every row
+    test_prices = final.prices(X_test)
+    final_train_log_rmse = log_rmse(final.prices(X), prices)
     curves.append({"label": "all data", "train": _curve(final.history, "train")})
 
     out = Path(out_dir) if out_dir else Path("runs") / f"kaggle-house-{model}-{time.strftime('%Y%m%d-%H%M%S')}"

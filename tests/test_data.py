@@ -7,7 +7,6 @@ Everything runs on the CPU, offline. Tests that need the real Fashion-MNIST / MN
 from __future__ import annotations
 
 import gzip
-import shutil
 import struct
 from pathlib import Path
 
