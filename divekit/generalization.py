@@ -159,7 +159,8 @@ def polynomial_experiment(out_dir, epochs: int = 400, overfit_epochs: int = 1500
 def weight_decay_experiment(out_dir, lambdas=(0.0, 3.0), epochs: int = 100, seed: int = 0) -> dict:
     """lambda = 0 (overfits) vs 3, from scratch and concise; writes weight_decay.png."""
     runs = [train_weight_decay(lam, scratch, epochs=epochs, seed=seed) for scratch in (True, False) for lam in lambdas]
-    plot = plot_losses(runs[: len(lambdas)], "lambda", f"{out_dir}/weight_decay.png", "weight decay (from scratch)")
+    plot = plot_losses(runs[: len(lambdas)], "lambda", f"{out_dir}/weight_decay.png",
+                       "weight decay from scratch (the training curve is the objective, L2 penalty included)")
     summary = {
         f"{'scratch' if r['scratch'] else 'concise'}_lambda_{r['lambda']:g}": {
             k: round(r[k], 6) for k in ("w_norm", "train_loss", "test_loss")
