@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on a dataset", description="Train MODEL on a dataset.")
     t.add_argument("model", nargs="?", help="model name (see `divekit list models`)")
+    t.add_argument("--recipe", help="named complete settings, e.g. fast (see divekit/recipes.py); flags override them")
     t.add_argument("--data", help="dataset name (see `divekit list datasets`); default: the model's or digits")
     t.add_argument("--epochs", type=int)
     t.add_argument("--lr", type=float, help="learning rate")
@@ -118,7 +119,7 @@ def _print_json(obj) -> None:
 def cmd_train(args) -> int:
     from .train.api import train
 
-    flags = dict(model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+    flags = dict(recipe=args.recipe, model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                  resize=args.resize, augment=args.augment, label_smoothing=args.label_smoothing, seed=args.seed, optimizer=args.optimizer, momentum=args.momentum,
                  weight_decay=args.weight_decay, scheduler=args.scheduler, warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, patience=args.patience, monitor=args.monitor,
                  device=args.device, precision=args.precision, channels_last=args.channels_last,

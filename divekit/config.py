@@ -26,6 +26,7 @@ AUGMENTATIONS = ("flip", "crop", "flip-crop")
 
 @dataclass
 class TrainConfig:
+    recipe: str | None = None  # named settings from divekit.recipes, applied below config files and flags
     model: str = "softmax-regression"
     data: str = "digits"
     epochs: int = 10

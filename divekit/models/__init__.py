@@ -1,6 +1,7 @@
 """The model zoo. Importing this package registers every model family."""
 
-from . import alexnet, densenet, googlenet, lenet, linear, mlp, nin, resnet, vgg  # noqa: F401  (importing a family registers its models)
+# importing a family registers its models
+from . import alexnet, densenet, fastnet, googlenet, lenet, linear, mlp, nin, resnet, vgg  # noqa: F401
 from .registry import MODELS, create_model, list_models, register_model
 
 __all__ = ["MODELS", "create_model", "list_models", "register_model"]

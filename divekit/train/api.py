@@ -20,6 +20,7 @@ from ..data.datasets import DATASETS, DataBundle, load_dataset
 from ..device import resolve_device
 from ..errors import ConfigError, DivekitError
 from ..models.registry import MODELS, create_model
+from ..recipes import recipe
 from . import dist
 from .callbacks import BEST, LAST, CheckpointSaver, EarlyStopping, MetricsLogger, PlotCurves, ProgressBar, write_json_atomic
 from .checkpoint import Checkpoint
@@ -58,6 +59,8 @@ def resolve_config(file: str | Path | None = None, **flags) -> TrainConfig:
     flags = {k: v for k, v in flags.items() if v is not None}
     from_file = read_config_file(file) if file else {}
     user = {**from_file, **coerce_fields(flags)}
+    if user.get("recipe"):
+        user = {**coerce_fields(recipe(user["recipe"])), **user}
     if "model" not in user:
         raise ConfigError("no model given: name one, e.g. `divekit train softmax-regression` (see `divekit list models`)")
     model_defaults = MODELS.get(user["model"]).defaults
