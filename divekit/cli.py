@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="option of the schedule, e.g. gamma=0.5 or milestones=[5,8] (repeatable)")
     t.add_argument("--warmup-epochs", type=float, help="linear warmup before the cosine schedule")
     t.add_argument("--grad-clip", type=float, help="clip the global gradient norm")
+    t.add_argument("--time-limit", type=float, help="stop after this many seconds of training (the running epoch "
+                   "is cut short and evaluated)")
     t.add_argument("--patience", type=int, help="early stopping after N epochs without improvement")
     t.add_argument("--monitor", help="metric for early stopping and best.safetensors, e.g. test_acc (default: the loss)")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
@@ -116,14 +118,18 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, default=str))
 
 
+# TrainConfig fields that `divekit train` sets from a flag of the same name (dashes for underscores)
+TRAIN_FLAGS = (
+    "recipe", "model", "data", "epochs", "lr", "batch_size", "resize", "augment", "label_smoothing", "seed",
+    "optimizer", "momentum", "weight_decay", "scheduler", "warmup_epochs", "grad_clip", "time_limit", "patience",
+    "monitor", "device", "precision", "channels_last", "data_dir", "out",
+)
+
+
 def cmd_train(args) -> int:
     from .train.api import train
 
-    flags = dict(recipe=args.recipe, model=args.model, data=args.data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                 resize=args.resize, augment=args.augment, label_smoothing=args.label_smoothing, seed=args.seed, optimizer=args.optimizer, momentum=args.momentum,
-                 weight_decay=args.weight_decay, scheduler=args.scheduler, warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, patience=args.patience, monitor=args.monitor,
-                 device=args.device, precision=args.precision, channels_last=args.channels_last,
-                 data_dir=args.data_dir, out=args.out)
+    flags = {name: getattr(args, name) for name in TRAIN_FLAGS}
     if args.model_arg:
         flags["model_args"] = dict(args.model_arg)
     if args.scheduler_arg:

@@ -48,6 +48,7 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory layout for CNNs
     data_dir: str | None = None  # where datasets are cached; default: $DIVEKIT_DATA or the user cache
     out: str | None = None  # run folder; default: runs/<model>-<data>-<time>
+    time_limit: float | None = None  # seconds of training; the running epoch is cut short, evaluated, and training stops
     patience: int | None = None  # stop after this many epochs without improvement of `monitor`
     monitor: str | None = None  # metric for early stopping and the best checkpoint; default valid_loss, else test_loss
     log_every: int = 50  # steps between progress-bar updates (each update reads the metrics once)
@@ -64,6 +65,7 @@ class TrainConfig:
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be positive"),
             (self.resize is None or self.resize >= 1, "resize", "must be a positive image size"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
+            (self.time_limit is None or self.time_limit > 0, "time_limit", "must be positive"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
         ]

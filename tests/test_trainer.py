@@ -301,3 +301,9 @@ def test_label_smoothing_applies_to_training_loss_only():
     assert smooth.default_loss(logits, y, training=False) == plain.default_loss(logits, y, training=False)
     torch.testing.assert_close(smooth.default_loss(logits, y, True),
                                nn.functional.cross_entropy(logits, y, label_smoothing=0.1))
+
+
+def test_time_limit_cuts_the_epoch_short_and_evaluates_it(tmp_path):
+    result = run(tmp_path, epochs=50, time_limit=1e-6)
+    assert len(result.history) == 1 and "test_acc" in result.metrics
+    assert result.metrics["seconds"] < 5

@@ -97,13 +97,16 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
         self.seconds = 0.0  # training + evaluation time over all sessions of this run (resume included)
+        self._deadline, self._out_of_time = math.inf, False  # --time-limit, set when fit() starts
 
     # -- the loop -----------------------------------------------------------------------------
 
     def fit(self) -> dict[str, float]:
         self._call("on_fit_start")
+        self._deadline = time.perf_counter() + self.config.time_limit if self.config.time_limit else math.inf
+        self._out_of_time = False
         try:
-            while self.epoch < self.config.epochs:
+            while self.epoch < self.config.epochs and not self._out_of_time:
                 start = time.perf_counter()
                 self._call("on_epoch_start", self.epoch)
                 metrics = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch)}
@@ -157,8 +160,12 @@ class Trainer:
                 sums.setdefault(k, []).append(v)
             counts.append(n)
             self._call("on_step_end", step)
-            if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+            out_of_time = time.perf_counter() > self._deadline
+            if (step + 1) % cfg.log_every == 0 or step + 1 == steps or out_of_time:
                 self._call("on_log", self._running(epoch, step, sums, counts))
+            if out_of_time:  # --time-limit: this epoch ends here, is evaluated, and training stops
+                self._out_of_time = True
+                break
         return {f"train_{k}": v for k, v in self._reduce(sums, counts).items()}
 
     @torch.no_grad()
