@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="option of the schedule, e.g. gamma=0.5 or milestones=[5,8] (repeatable)")
     t.add_argument("--warmup-epochs", type=float, help="linear warmup before the cosine schedule")
     t.add_argument("--grad-clip", type=float, help="clip the global gradient norm")
+    t.add_argument("--eval-every", type=int, help="evaluate the test/validation split every N epochs (default 1)")
     t.add_argument("--time-limit", type=float, help="stop after this many seconds of training (the running epoch "
                    "is cut short and evaluated)")
     t.add_argument("--patience", type=int, help="early stopping after N epochs without improvement")
@@ -121,7 +122,7 @@ def _print_json(obj) -> None:
 # TrainConfig fields that `divekit train` sets from a flag of the same name (dashes for underscores)
 TRAIN_FLAGS = (
     "recipe", "model", "data", "epochs", "lr", "batch_size", "resize", "augment", "label_smoothing", "seed",
-    "optimizer", "momentum", "weight_decay", "scheduler", "warmup_epochs", "grad_clip", "time_limit", "patience",
+    "optimizer", "momentum", "weight_decay", "scheduler", "warmup_epochs", "grad_clip", "time_limit", "eval_every", "patience",
     "monitor", "device", "precision", "channels_last", "data_dir", "out",
 )
 

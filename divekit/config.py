@@ -51,6 +51,7 @@ class TrainConfig:
     time_limit: float | None = None  # seconds of training; the running epoch is cut short, evaluated, and training stops
     patience: int | None = None  # stop after this many epochs without improvement of `monitor`
     monitor: str | None = None  # metric for early stopping and the best checkpoint; default valid_loss, else test_loss
+    eval_every: int = 1  # evaluate the held-out splits every N epochs (and always after the last)
     log_every: int = 50  # steps between progress-bar updates (each update reads the metrics once)
     model_args: dict[str, Any] = field(default_factory=dict)  # keyword overrides for create_model
 
@@ -67,6 +68,7 @@ class TrainConfig:
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
             (self.time_limit is None or self.time_limit > 0, "time_limit", "must be positive"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
+            (self.eval_every >= 1, "eval_every", "must be at least 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
         ]
         for ok, name, why in checks:

@@ -33,7 +33,7 @@ def test_pooling_before_batch_norm_keeps_shapes():
     for block in model.body:
         x = block(x)
         shapes.append(tuple(x.shape[1:]))
-    assert shapes == [(32, 14, 14), (64, 7, 7), (128, 7, 7)]
+    assert shapes == [(24, 14, 14), (48, 7, 7), (96, 7, 7)]
     assert isinstance(model.body[0][1], torch.nn.MaxPool2d) and isinstance(model.body[0][2], torch.nn.BatchNorm2d)
 
 

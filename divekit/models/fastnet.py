@@ -28,7 +28,7 @@ def conv_pool_bn(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
 class FastNet(nn.Module):
     """conv-pool-BN-ReLU blocks (pooling after all but the last), global max pool, linear head."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: Sequence[int] = (32, 64, 128),
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: Sequence[int] = (24, 48, 96),
                  tta: bool = True):
         super().__init__()
         blocks, c = [], in_channels
@@ -46,10 +46,12 @@ class FastNet(nn.Module):
         return logits
 
 
-@register_model("fastnet", defaults={"data": "fashion-mnist", "lr": 0.2, "batch_size": 256, "epochs": 8,
+# The fast recipe: measured >= 92% Fashion-MNIST test accuracy in under 120 s on a 2-core CPU
+# (docs/RESULTS.md). Evaluating only after the last epoch saves ~10% of the time.
+@register_model("fastnet", defaults={"data": "fashion-mnist", "lr": 0.2, "batch_size": 256, "epochs": 6, "eval_every": 6,
                                      "momentum": 0.9, "weight_decay": 5e-4, "scheduler": "onecycle",
                                      "label_smoothing": 0.1, "augment": "flip", "channels_last": True},
                 tags=("image", "cnn"))
-def fastnet(num_classes: int = 10, in_shape=(1, 28, 28), widths: Sequence[int] = (32, 64, 128), tta: bool = True):
+def fastnet(num_classes: int = 10, in_shape=(1, 28, 28), widths: Sequence[int] = (24, 48, 96), tta: bool = True):
     """A 3-block CNN built for CPU speed: conv-pool-BN-ReLU blocks, flip test-time augmentation."""
     return FastNet(in_shape[0], num_classes, widths, tta)

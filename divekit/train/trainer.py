@@ -110,9 +110,11 @@ class Trainer:
                 start = time.perf_counter()
                 self._call("on_epoch_start", self.epoch)
                 metrics = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch)}
-                for split, loader in self.data.loaders().items():
-                    if split != "train":
-                        metrics.update({f"{split}_{k}": v for k, v in self.evaluate(loader).items()})
+                last = self.epoch + 1 == self.config.epochs or self._out_of_time
+                if last or (self.epoch + 1) % self.config.eval_every == 0:
+                    for split, loader in self.data.loaders().items():
+                        if split != "train":
+                            metrics.update({f"{split}_{k}": v for k, v in self.evaluate(loader).items()})
                 metrics["lr"] = self.optimizer.param_groups[0]["lr"]
                 self.seconds += time.perf_counter() - start
                 metrics["seconds"] = round(self.seconds, 3)
