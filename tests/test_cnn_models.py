@@ -17,7 +17,7 @@ TEST_SIZES = {
 }
 
 CNNS = ["lenet", "lenet-modern", "lenet-bn", "lenet-bn-concise", "alexnet", "vgg11", "vgg11-small", "nin",
-        "googlenet", "resnet18", "resnet34", "resnet50", "densenet"]
+        "googlenet", "resnet18", "resnet34", "resnet50", "densenet", "fastnet"]
 
 
 @pytest.fixture(autouse=True, scope="module")
