@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", help="training-set augmentation for images: flip, crop or flip-crop")
     t.add_argument("--label-smoothing", type=float, help="classification: weight of the uniform target, e.g. 0.1")
     t.add_argument("--seed", type=int)
-    t.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop, adagrad, adadelta, or a from-scratch one: sgd-scratch, momentum-scratch, adagrad-scratch, rmsprop-scratch, adadelta-scratch, adam-scratch")
+    t.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop, adagrad, adadelta, or a from-scratch one: "
+                   "sgd-scratch, momentum-scratch, adagrad-scratch, rmsprop-scratch, adadelta-scratch, adam-scratch")
     t.add_argument("--momentum", type=float)
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--scheduler", help="learning-rate schedule: step, multistep, exponential, cosine, onecycle, plateau")

@@ -38,7 +38,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             super().do_GET()
 
     def log_message(self, *args):
-        pass
+        """Keep the test output quiet."""
 
 
 class Server:

@@ -156,7 +156,7 @@ def test_apply_init_unknown_name_is_an_error():
 
 def test_apply_init_uses_the_rule_of_a_subclass_base_and_inits_a_shared_layer_once():
     class MyLinear(nn.Linear):
-        pass
+        """A subclass: the rule for nn.Linear applies to it."""
 
     net = nn.Sequential(MyLinear(3, 3), nn.ReLU(), nn.Linear(3, 3))
     assert apply_init(net, {nn.Linear: partial(constant_, value=2.0)}) == ["0", "2"]

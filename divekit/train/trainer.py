@@ -102,10 +102,11 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
 
     def fit(self) -> dict[str, float]:
+        """Train until config.epochs (or early stopping, or --time-limit); returns the last epoch's metrics."""
         self._call("on_fit_start")
         self._deadline = time.perf_counter() + self.config.time_limit if self.config.time_limit else math.inf
         self._out_of_time = False
-        try:
+        with contextlib.suppress(StopTraining):  # a callback ended training early
             while self.epoch < self.config.epochs and not self._out_of_time:
                 start = time.perf_counter()
                 self._call("on_epoch_start", self.epoch)
@@ -123,8 +124,6 @@ class Trainer:
                 if self.schedule is not None:
                     self.schedule.on_epoch_end(metrics.get(monitor_name(self.config, metrics)))
                 self._call("on_epoch_end", metrics)
-        except StopTraining:
-            pass
         final = self.history[-1] if self.history else {}
         self._call("on_fit_end", final)
         return final
