@@ -8,13 +8,7 @@ from divekit.models import create_model
 from divekit.models.layers import BatchNorm, batch_norm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the inputs are tiny: on a shared, loaded machine a second intra-op thread only adds contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(num_dims: int, num_features: int, seed: int = 0):

@@ -20,13 +20,7 @@ CNNS = ["lenet", "lenet-modern", "lenet-bn", "lenet-bn-concise", "alexnet", "vgg
         "googlenet", "resnet18", "resnet34", "resnet50", "densenet", "fastnet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the inputs are tiny: on a shared, loaded machine a second intra-op thread only adds contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name: str, size: int | None = None) -> nn.Module:

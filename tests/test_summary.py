@@ -11,13 +11,7 @@ from divekit.models import create_model
 from divekit.summary import format_summary, summary, summary_main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the inputs are tiny: on a shared, loaded machine a second intra-op thread only adds contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # the book's printout for LeNet on a 1x28x28 image (7.6.1)
 LENET_WALK = [

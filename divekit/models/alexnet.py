@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .layers import init_cnn, num_flat_features
+from .layers import dense_head, init_cnn, num_flat_features
 from .registry import register_model
 
 
@@ -38,12 +38,7 @@ class AlexNet(nn.Module):
         ]
         num_inputs = num_flat_features(nn.Sequential(*features), in_shape, "alexnet")  # 256 * 5 * 5 for 224x224
         super().__init__()
-        self.net = nn.Sequential(
-            *features,
-            nn.Linear(num_inputs, 4096), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
-        )
+        self.net = nn.Sequential(*features, *dense_head(num_inputs, num_classes, dropout))
         self.net.apply(init_cnn)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,15 @@ def num_flat_features(features: nn.Module, in_shape: Sequence[int], model: str) 
     return out[0].numel()
 
 
+def dense_head(num_inputs: int, num_classes: int, dropout: float) -> list[nn.Module]:
+    """AlexNet's and VGG's classifier: two 4096-unit ReLU layers with dropout, then the output layer."""
+    return [
+        nn.Linear(num_inputs, 4096), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(4096, num_classes),
+    ]
+
+
 # ----------------------------------------------------------------------------------------------
 # 8.2 VGG and 8.3 NiN
 

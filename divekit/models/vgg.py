@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .layers import init_cnn, num_flat_features, vgg_block
+from .layers import dense_head, init_cnn, num_flat_features, vgg_block
 from .registry import register_model
 
 VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
@@ -33,12 +33,7 @@ class VGG(nn.Module):
         features = [*conv_blks, nn.Flatten()]
         num_inputs = num_flat_features(nn.Sequential(*features), in_shape, name)
         super().__init__()
-        self.net = nn.Sequential(
-            *features,
-            nn.Linear(num_inputs, 4096), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
-        )
+        self.net = nn.Sequential(*features, *dense_head(num_inputs, num_classes, dropout))
         self.net.apply(init_cnn)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
