@@ -24,7 +24,7 @@ def train():
 
 
 @pytest.fixture
-def test():
+def holdout():
     return pd.DataFrame({
         "Id": [10, 11, 12],
         "area": [5.0, np.nan, 2.0],
@@ -43,15 +43,15 @@ def test_columns_are_numeric_then_one_hot_with_a_missing_column(train):
     assert p.num_features == 5 and p.task == "regression"
 
 
-def test_standardizes_with_training_statistics_only(train, test):
+def test_standardizes_with_training_statistics_only(train, holdout):
     p = fitted(train)
-    X = p.transform(test)
+    X = p.transform(holdout)
     # training area: 1, 2, 3 (NaN skipped): mean 2, std (ddof=1) 1; rooms 2..8: mean 5, std sqrt(20/3)
     rooms_std = math.sqrt(20 / 3)
     assert X[:, 0].tolist() == pytest.approx([3.0, 0.0, 0.0])
     assert X[:, 1].tolist() == pytest.approx([-1 / rooms_std, -1 / rooms_std, 95 / rooms_std], rel=1e-6)
     # the test frame's own statistics would give a different first column
-    own = (test["area"] - test["area"].mean()) / test["area"].std()
+    own = (holdout["area"] - holdout["area"].mean()) / holdout["area"].std()
     assert X[0, 0].item() != pytest.approx(own.iloc[0])
 
 
@@ -62,27 +62,27 @@ def test_missing_numbers_become_zero_after_standardizing(train):
     assert not torch.isnan(X).any()
 
 
-def test_one_hot_with_missing_and_unseen_categories(train, test):
+def test_one_hot_with_missing_and_unseen_categories(train, holdout):
     p = fitted(train)
     assert p.transform(train)[:, 2:].tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]]
     # unseen "C" -> all zeros; "B" -> its column; missing -> the nan column
-    assert p.transform(test)[:, 2:].tolist() == [[0, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert p.transform(holdout)[:, 2:].tolist() == [[0, 0, 0], [0, 1, 0], [0, 0, 1]]
 
 
-def test_column_order_is_fixed_by_the_training_frame(train, test):
+def test_column_order_is_fixed_by_the_training_frame(train, holdout):
     p = fitted(train)
-    shuffled = test[["zone", "rooms", "Id", "area"]].assign(extra=["x", "y", "z"])
-    assert torch.equal(p.transform(shuffled), p.transform(test))
-    assert p.transform(test).shape == (3, 5)
+    shuffled = holdout[["zone", "rooms", "Id", "area"]].assign(extra=["x", "y", "z"])
+    assert torch.equal(p.transform(shuffled), p.transform(holdout))
+    assert p.transform(holdout).shape == (3, 5)
 
 
-def test_state_round_trip_through_json_gives_identical_transform(train, test):
+def test_state_round_trip_through_json_gives_identical_transform(train, holdout):
     p = fitted(train)
     q = TabularPreprocessor.from_state(json.loads(json.dumps(p.state_dict())))
     assert q.feature_names == p.feature_names
-    assert torch.equal(q.transform(test), p.transform(test))
+    assert torch.equal(q.transform(holdout), p.transform(holdout))
     assert torch.equal(q.transform_target(train), p.transform_target(train))
-    assert q.ids(test) == [10, 11, 12]
+    assert q.ids(holdout) == [10, 11, 12]
 
 
 def test_explicit_features_and_drop(train):
