@@ -123,6 +123,14 @@ def run_meta(cfg: TrainConfig, data: DataBundle, model_name: str) -> dict[str, A
     }
 
 
+def _model_name(model: torch.nn.Module | str, cfg: TrainConfig) -> str:
+    """The model name a run records: the registry name for divekit's models, else the class name
+    (a run of a custom module cannot be rebuilt by `load_run`, and its name says so)."""
+    if isinstance(model, str):
+        return model
+    return cfg.model if type(model).__module__.startswith("divekit.") else type(model).__name__
+
+
 def fit(
     model: torch.nn.Module | str,
     data: DataBundle | str,
@@ -147,7 +155,7 @@ def fit(
     if isinstance(data, str):
         data = load_dataset(data, batch_size=cfg.batch_size, resize=cfg.resize, augment=cfg.augment, seed=cfg.seed,
                             device=resolve_device(cfg.device), data_dir=cfg.data_dir)
-    name = model if isinstance(model, str) else cfg.model if type(model).__module__.startswith("divekit.") else type(model).__name__
+    name = _model_name(model, cfg)
     if isinstance(model, str):
         model = create_model(model, context=data.context, **cfg.model_args)
     check_precision(cfg)
