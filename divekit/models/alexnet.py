@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 
-from .layers import dense_head, init_cnn, num_flat_features
+from .layers import BookNet, dense_head, init_cnn, num_flat_features
 from .registry import register_model
 
 
-class AlexNet(nn.Module):
+class AlexNet(BookNet):
     """Five conv layers (ReLU, three max pools) and three dense layers with dropout, with the book's Xavier init."""
 
     def __init__(self, num_classes: int = 10, in_shape: Sequence[int] = (1, 224, 224), dropout: float = 0.5):
@@ -40,9 +39,6 @@ class AlexNet(nn.Module):
         super().__init__()
         self.net = nn.Sequential(*features, *dense_head(num_inputs, num_classes, dropout))
         self.net.apply(init_cnn)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)
 
 
 @register_model("alexnet", defaults={"data": "fashion-mnist", "lr": 0.01, "batch_size": 128, "epochs": 10, "resize": 224}, tags=("image", "cnn"))

@@ -17,14 +17,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 
-from .layers import DenseBlock, init_cnn, stem, transition_block
+from .layers import BookNet, DenseBlock, init_cnn, stem, transition_block
 from .registry import register_model
 
 
-class DenseNet(nn.Module):
+class DenseNet(BookNet):
     """Stem b1, dense_blk1..n with tran_blk1..n-1 (each halving channels and H, W), then `last`."""
 
     def __init__(self, num_classes: int = 10, in_shape: Sequence[int] = (1, 96, 96), num_channels: int = 64,
@@ -44,9 +43,6 @@ class DenseNet(nn.Module):
         super().__init__()
         self.net = nn.Sequential(layers)
         self.net.apply(init_cnn)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)
 
 
 @register_model("densenet", defaults={"data": "fashion-mnist", "lr": 0.01, "batch_size": 128, "epochs": 10, "resize": 96}, tags=("image", "cnn"))

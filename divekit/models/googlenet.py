@@ -17,14 +17,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 
-from .layers import Inception, init_cnn, stem
+from .layers import BookNet, Inception, init_cnn, stem
 from .registry import register_model
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(BookNet):
     """GoogLeNet blocks b1-b5 and a dense layer (named `last`), with the book's Xavier init."""
 
     def __init__(self, num_classes: int = 10, in_shape: Sequence[int] = (1, 96, 96)):
@@ -45,9 +44,6 @@ class GoogLeNet(nn.Module):
             last=nn.Linear(b5[-1].out_channels, num_classes),
         ))
         self.net.apply(init_cnn)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)
 
 
 @register_model("googlenet", defaults={"data": "fashion-mnist", "lr": 0.01, "batch_size": 128, "epochs": 10, "resize": 96}, tags=("image", "cnn"))

@@ -25,6 +25,15 @@ from ..errors import ConfigError
 from ..init import xavier_uniform_
 
 
+class BookNet(nn.Module):
+    """Base of the chapter 7-8 CNNs: the layers live in `self.net`, an nn.Sequential, as in the book."""
+
+    net: nn.Sequential
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.net(X)
+
+
 def init_cnn(module: nn.Module) -> None:
     """The book's init_cnn: Xavier-uniform weights for Conv2d and Linear layers (biases keep torch's).
 

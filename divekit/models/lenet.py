@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import torch
 import torch.nn as nn
 
-from .layers import BatchNorm, init_cnn, num_flat_features
+from .layers import BatchNorm, BookNet, init_cnn, num_flat_features
 from .registry import register_model
 
 
-class LeNet(nn.Module):
+class LeNet(BookNet):
     """LeNet-5: two conv/pool stages and three dense layers, with the book's Xavier init.
 
     `activation` and `pool` are layer classes: nn.Sigmoid and nn.AvgPool2d as in the 1998 network
@@ -47,11 +46,8 @@ class LeNet(nn.Module):
         )
         self.net.apply(init_cnn)
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)
 
-
-class BNLeNet(nn.Module):
+class BNLeNet(BookNet):
     """LeNet with batch normalization after each conv and dense layer but the last (book 8.5).
 
     As in the book, the first conv has no padding (28x28 -> 24x24), so the first dense layer sees
@@ -80,9 +76,6 @@ class BNLeNet(nn.Module):
             nn.Linear(84, num_classes),
         )
         self.net.apply(init_cnn)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)
 
 
 _TAGS = ("image", "cnn")

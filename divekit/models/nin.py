@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 
-from .layers import init_cnn, nin_block
+from .layers import BookNet, init_cnn, nin_block
 from .registry import register_model
 
 
-class NiN(nn.Module):
+class NiN(BookNet):
     """Four NiN blocks with max pooling and dropout; the last block has one channel per class."""
 
     def __init__(self, num_classes: int = 10, in_shape: Sequence[int] = (1, 224, 224), dropout: float = 0.5):
@@ -39,9 +38,6 @@ class NiN(nn.Module):
             nn.Flatten(),
         )
         self.net.apply(init_cnn)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)
 
 
 @register_model("nin", defaults={"data": "fashion-mnist", "lr": 0.05, "batch_size": 128, "epochs": 10, "resize": 224}, tags=("image", "cnn"))

@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 
-from .layers import Bottleneck, Residual, init_cnn, stem
+from .layers import BookNet, Bottleneck, init_cnn, Residual, stem
 from .registry import register_model
 
 
@@ -43,7 +42,7 @@ def resnet_stage(block: type[Residual] | type[Bottleneck], num_residuals: int, i
     return nn.Sequential(*blks), in_channels
 
 
-class ResNet(nn.Module):
+class ResNet(BookNet):
     """Stem b1, one stage per (num_residuals, num_channels) in `arch` (b2, b3, ...), then `last`: pool, flatten, dense."""
 
     def __init__(self, arch: Sequence[tuple[int, int]], num_classes: int = 10, in_shape: Sequence[int] = (1, 96, 96),
@@ -56,9 +55,6 @@ class ResNet(nn.Module):
         super().__init__()
         self.net = nn.Sequential(layers)
         self.net.apply(init_cnn)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)
 
 
 # The book trains ResNet-18 only; the deeper variants take the same settings.

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 
-from .layers import dense_head, init_cnn, num_flat_features, vgg_block
+from .layers import BookNet, dense_head, init_cnn, num_flat_features, vgg_block
 from .registry import register_model
 
 VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
 
 
-class VGG(nn.Module):
+class VGG(BookNet):
     """VGG blocks for `arch`, then dense 4096, ReLU, dropout, dense 4096, ReLU, dropout, dense num_classes."""
 
     def __init__(self, arch: Sequence[tuple[int, int]], num_classes: int = 10, in_shape: Sequence[int] = (1, 224, 224),
@@ -35,9 +34,6 @@ class VGG(nn.Module):
         super().__init__()
         self.net = nn.Sequential(*features, *dense_head(num_inputs, num_classes, dropout))
         self.net.apply(init_cnn)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)
 
 
 # The book trains only the narrow VGG-11; the full one takes the same settings.
