@@ -14,8 +14,7 @@ import torch
 import torch.nn as nn
 
 from .config import TrainConfig
-from .data.datasets import DataBundle
-from .data.loader import TensorLoader
+from .data.datasets import tensor_bundle
 from .models.linear import squared_loss
 from .train.api import fit
 
@@ -44,17 +43,11 @@ def polynomial_data(n_train: int = 100, n_test: int = 100, max_degree: int = 20,
     return features[:n_train], y[:n_train], features[n_train:], y[n_train:]
 
 
-def _bundle(name, x_train, y_train, x_test, y_test, batch_size, seed) -> DataBundle:
-    train = TensorLoader(x_train, y_train, batch_size=batch_size, shuffle=True, seed=seed)
-    test = TensorLoader(x_test, y_test, batch_size=len(x_test))
-    return DataBundle(name, "regression", train, test, context={"in_shape": (x_train.shape[1],), "num_outputs": 1})
-
-
 def fit_polynomial(num_features: int, epochs: int = 400, lr: float = 0.01, seed: int = 0) -> dict:
     """Fit a linear model on the first `num_features` polynomial features; returns losses and weights."""
     x_tr, y_tr, x_te, y_te = polynomial_data(seed=seed)
-    data = _bundle("polynomial", x_tr[:, :num_features], y_tr, x_te[:, :num_features], y_te,
-                   batch_size=min(10, len(x_tr)), seed=seed)
+    data = tensor_bundle("polynomial", "regression", x_tr[:, :num_features], y_tr, x_te[:, :num_features], y_te,
+                         batch_size=min(10, len(x_tr)), seed=seed, heldout="test")
     torch.manual_seed(seed)
     model = nn.Linear(num_features, 1, bias=False)  # x^0 = 1 already plays the bias
     cfg = TrainConfig(model="polynomial", data="polynomial", epochs=epochs, lr=lr, batch_size=10, seed=seed,
@@ -103,7 +96,8 @@ def train_weight_decay(lambd: float, scratch: bool = True, epochs: int = 100, lr
     (weight_decay=lambd on the weight's parameter group only, as the book does).
     """
     x_tr, y_tr, x_te, y_te = high_dim_data(seed=seed)
-    data = _bundle("high-dim-linear", x_tr, y_tr, x_te, y_te, batch_size=5, seed=seed)
+    data = tensor_bundle("high-dim-linear", "regression", x_tr, y_tr, x_te, y_te, batch_size=5, seed=seed,
+                         heldout="test")
     torch.manual_seed(seed)
     cfg = TrainConfig(model="weight-decay", data="high-dim-linear", epochs=epochs, lr=lr, batch_size=5, seed=seed,
                       device="cpu", log_every=10_000)

@@ -39,7 +39,8 @@ import torch
 from .config import TrainConfig
 from .data import hub
 from .data.datasets import DataBundle
-from .data.tabular import TabularPreprocessor, tensor_bundle
+from .data.datasets import tensor_bundle
+from .data.tabular import TabularPreprocessor
 from .device import resolve_device
 from .errors import ConfigError, DataError
 from .kfold import k_fold

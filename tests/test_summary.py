@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 import torch.nn as nn
 
 from divekit.errors import ConfigError

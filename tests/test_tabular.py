@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from divekit.data.tabular import TabularPreprocessor, infer_task, tensor_bundle
+from divekit.data.datasets import tensor_bundle
+from divekit.data.tabular import TabularPreprocessor, infer_task
 from divekit.errors import DataError
 
 

@@ -8,7 +8,7 @@ trainer how a batch becomes a loss and metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -109,6 +109,34 @@ def image_classification(
     test = TensorLoader(x_test, y_test, batch_size=batch_size, transform=transform, device=device)
     context = {"num_classes": len(classes), "in_shape": (x_train.shape[1], h, w)}
     return DataBundle(name, "classification", train, test, classes=list(classes), context=context, transform=transform)
+
+
+def tensor_bundle(name: str, task: str, X_train: torch.Tensor, y_train: torch.Tensor,
+                  X_valid: torch.Tensor | None = None, y_valid: torch.Tensor | None = None, *, batch_size: int,
+                  seed: int = 0, device: torch.device | str | None = None,
+                  classes: Sequence[str] | None = None, heldout: str = "valid") -> DataBundle:
+    """A DataBundle over feature tensors: X (N, F), y (N,) targets or class indices (or (N, 1)).
+
+    The held-out tensors become the `heldout` split ("valid" or "test"). The context tells a model
+    factory its input shape (F,) and its outputs: one for regression, one per class for
+    classification.
+    """
+    if task not in ("regression", "classification"):
+        raise DataError(f"task must be regression or classification, got {task!r}")
+    if heldout not in ("valid", "test"):
+        raise DataError(f"the held-out split is 'valid' or 'test', got {heldout!r}")
+    if task == "classification" and not classes:
+        raise DataError("a classification bundle needs its class names")
+    train = TensorLoader(X_train, y_train, batch_size=batch_size, shuffle=True, device=device, seed=seed)
+    held = None
+    if X_valid is not None:
+        held = TensorLoader(X_valid, y_valid, batch_size=max(batch_size, 1024), device=device)
+    context: dict[str, Any] = {"in_shape": (X_train.shape[1],)}
+    if task == "regression":
+        context["num_outputs"] = 1
+    else:
+        context["num_classes"] = len(classes)
+    return DataBundle(name, task, train, classes=list(classes) if classes else None, context=context, **{heldout: held})
 
 
 @register_dataset("digits", defaults={"batch_size": 64, "epochs": 20}, tags=("image", "embedded"))

@@ -26,8 +26,6 @@ import pandas as pd
 import torch
 
 from ..errors import DataError, did_you_mean
-from .datasets import DataBundle
-from .loader import TensorLoader
 
 STATE_VERSION = 1
 TASKS = ("regression", "classification")
@@ -257,28 +255,3 @@ class TabularPreprocessor:
             shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
             raise DataError(f"{what} {shown} not in the frame.{hint} Columns: "
                             f"{', '.join(map(str, frame.columns[:20]))}{' ...' if frame.shape[1] > 20 else ''}")
-
-
-def tensor_bundle(name: str, task: str, X_train: torch.Tensor, y_train: torch.Tensor,
-                  X_valid: torch.Tensor | None = None, y_valid: torch.Tensor | None = None, *, batch_size: int,
-                  seed: int = 0, device: torch.device | str | None = None,
-                  classes: Sequence[str] | None = None) -> DataBundle:
-    """A DataBundle over preprocessed tensors: X (N, F) features, y (N,) targets or class indices.
-
-    The context tells a model factory its input shape (F,) and its outputs: one for regression,
-    one per class for classification.
-    """
-    if task not in TASKS:
-        raise DataError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    if task == "classification" and not classes:
-        raise DataError("a classification bundle needs its class names")
-    train = TensorLoader(X_train, y_train, batch_size=batch_size, shuffle=True, device=device, seed=seed)
-    valid = None
-    if X_valid is not None:
-        valid = TensorLoader(X_valid, y_valid, batch_size=max(batch_size, 1024), device=device)
-    context: dict[str, Any] = {"in_shape": (X_train.shape[1],)}
-    if task == "regression":
-        context["num_outputs"] = 1
-    else:
-        context["num_classes"] = len(classes)
-    return DataBundle(name, task, train, valid=valid, classes=list(classes) if classes else None, context=context)
