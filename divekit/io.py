@@ -115,13 +115,16 @@ def save(obj: Saveable, path: str | Path) -> Path:
     return atomic_save_file(tensors, Path(path), {HEADER_KEY: json.dumps(header)})
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """The tensors and the divekit header (None for a safetensors file written by other tools)."""
-    if not path.is_file():
-        raise DivekitError(f"no file at {path}: check the path (save it first with divekit.io.save)")
+def read_safetensors(path: str | Path, key: str) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The tensors and the JSON header entry `key` (None if absent) of a safetensors file.
+
+    The file is opened once and never unpickled: a pickle (torch.save) file, a truncated or any
+    other unreadable file raises DivekitError saying which it is.
+    """
+    path = Path(path)
     try:
         with safe_open(str(path), "pt") as f:
-            header = (f.metadata() or {}).get(HEADER_KEY)
+            header = (f.metadata() or {}).get(key)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         return tensors, json.loads(header) if header is not None else None
     except (SafetensorError, OSError, ValueError) as e:
@@ -134,10 +137,14 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
             "pickle can run arbitrary code. If you trust the file, convert it once with "
             "divekit.io.save(torch.load(path, weights_only=True), new_path)."
         )
-    raise DivekitError(
-        f"{path} is not a readable safetensors file ({error}); it may be truncated by an interrupted copy. "
-        "Save it again or fetch a fresh copy."
-    )
+    raise DivekitError(f"{path} is corrupt or truncated: not a readable safetensors file ({error}).")
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The tensors and the divekit header (None for a safetensors file written by other tools)."""
+    if not path.is_file():
+        raise DivekitError(f"no file at {path}: check the path (save it first with divekit.io.save)")
+    return read_safetensors(path, HEADER_KEY)
 
 
 def load(path: str | Path) -> Saveable:

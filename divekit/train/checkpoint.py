@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 
 from ..errors import DivekitError
-from ..io import atomic_save_file
+from ..io import atomic_save_file, read_safetensors
 
 FORMAT_VERSION = 1
 
@@ -67,15 +65,10 @@ class Checkpoint:
         if not self.path.is_file():
             raise DivekitError(f"no checkpoint at {self.path}: is this a divekit run folder that finished an epoch?")
         try:
-            self.tensors = load_file(str(self.path))
-            with safe_open(str(self.path), "pt") as f:
-                header = (f.metadata() or {}).get("divekit")
-            self.meta = json.loads(header) if header else None
-        except (SafetensorError, OSError, ValueError) as e:
-            raise DivekitError(
-                f"checkpoint {self.path} is corrupt or truncated ({e}). "
-                "If the run folder has another checkpoint (best.safetensors / checkpoint.safetensors), use that one."
-            ) from None
+            self.tensors, self.meta = read_safetensors(self.path, "divekit")
+        except DivekitError as e:
+            raise DivekitError(f"checkpoint {e} If the run folder has another checkpoint "
+                               "(best.safetensors / checkpoint.safetensors), use that one.") from None
         if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT_VERSION:
             raise DivekitError(f"{self.path} is not a divekit checkpoint (format {FORMAT_VERSION} expected)")
 
