@@ -22,26 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
 
-import torch
+from common import hardware, mean_std  # benchmarks/common.py
 
 import divekit as dk
 
 MODELS = ["softmax-regression", "softmax-regression-scratch", "mlp", "mlp-scratch", "dropout-mlp", "dropout-mlp-scratch"]
 
 
-def hardware() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), python {platform.python_version()}"
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def main_command_seconds() -> dict:

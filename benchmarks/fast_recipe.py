@@ -16,19 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
+from common import hardware, mean_std  # benchmarks/common.py
 
-
-def hardware() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, python {platform.python_version()}"
 
 
 def run(args: list[str], out: Path, data_dir: str | None) -> dict:
@@ -61,13 +55,12 @@ def main() -> None:
                     args.data_dir)
     for s, r in zip(args.seeds, fast):
         print(f"fast recipe seed {s}: test acc {r['test_acc']:.4f} in {r['wall_s']:.1f} s wall ({r['epochs']} epochs)", flush=True)
-    accs, walls = [r["test_acc"] for r in fast], [r["wall_s"] for r in fast]
-    sd = statistics.stdev if len(fast) > 1 else (lambda v: 0.0)
-    print(f"fast recipe: test acc {statistics.mean(accs):.4f} +- {sd(accs):.4f}, wall {statistics.mean(walls):.1f} +- {sd(walls):.1f} s")
-    result = {"hardware": hardware(), "fast_curve_run": curve_run, "fast": {"runs": fast, "acc_mean": statistics.mean(accs), "acc_std": sd(accs),
-                                               "wall_mean": statistics.mean(walls), "wall_std": sd(walls)}}
+    (acc, acc_sd), (wall, wall_sd) = mean_std([r["test_acc"] for r in fast]), mean_std([r["wall_s"] for r in fast])
+    print(f"fast recipe: test acc {acc:.4f} +- {acc_sd:.4f}, wall {wall:.1f} +- {wall_sd:.1f} s")
+    result = {"hardware": hardware(), "fast_curve_run": curve_run,
+              "fast": {"runs": fast, "acc_mean": acc, "acc_std": acc_sd, "wall_mean": wall, "wall_std": wall_sd}}
     if not args.skip_resnet:
-        budget = statistics.mean(walls) - 15  # leave room for ResNet-18's start-up and its one evaluation
+        budget = wall - 15  # leave room for ResNet-18's start-up and its one evaluation
         resnet = run(["resnet18", "--data", "fashion-mnist", "--time-limit", f"{budget:.0f}"], out / "resnet18", args.data_dir)
         print(f"resnet18 (book settings) in {resnet['wall_s']:.1f} s wall: test acc {resnet['test_acc']:.4f}")
         result["resnet18"] = resnet

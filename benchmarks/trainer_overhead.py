@@ -26,11 +26,11 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import time
 
 import torch
+from common import hardware  # benchmarks/common.py
 import torch.nn.functional as F
 
 import divekit
@@ -96,14 +96,6 @@ def run(variant, args, data, device, epochs):
     metrics = go()
     return time.perf_counter() - start, time.process_time() - cpu, model, metrics
 
-
-def hardware() -> str:
-    cpu = platform.processor() or "unknown cpu"
-    if os.path.exists("/proc/cpuinfo"):
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return (f"cpu: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
-            f"torch {torch.__version__}; python {platform.python_version()}")
 
 
 def main():
