@@ -1,4 +1,4 @@
-"""The `divekit` command: divekit VERB ... (train, eval, predict, list, data).
+"""The `divekit` command: divekit VERB ... (train, eval, predict, generate, list, data ...).
 
 Every verb that produces results takes --json and then prints one JSON object with its final
 figures as the last line of stdout. Errors in the input print a message naming the problem and
@@ -21,6 +21,10 @@ def _model_arg(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
         return key, json.loads(value)
+    except ValueError:
+        pass
+    try:  # a comma-separated list of numbers: widths=16,32,64
+        return key, [json.loads(v) for v in value.split(",")] if "," in value else value
     except ValueError:
         return key, value
 
@@ -63,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (flags override it)")
     t.add_argument("--model-arg", type=_model_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the model factory (repeatable)")
+    t.add_argument("--data-arg", type=_model_arg, action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option, e.g. num_steps=64 or sampling=sequential (repeatable)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the final metrics as JSON on the last line")
 
@@ -79,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top", type=int, default=3, help="show the TOP most likely classes")
     pr.add_argument("--invert", action="store_true", help="invert gray levels (dark ink on white paper -> MNIST style)")
     pr.add_argument("--json", action="store_true")
+
+    ge = sub.add_parser("generate", help="continue a text prefix with a run's language model")
+    ge.add_argument("run_dir")
+    ge.add_argument("--prefix", required=True, help='text to start from, e.g. "time traveller"')
+    ge.add_argument("--chars", "--tokens", dest="num_preds", type=int, default=50,
+                    help="how many characters (words, for a word-level model) to generate")
+    ge.add_argument("--temperature", type=float, default=0.0, help="0: greedy (most likely next token); > 0: sample")
+    ge.add_argument("--seed", type=int, default=0, help="seeds sampling (temperature > 0)")
+    ge.add_argument("--json", action="store_true")
 
     ls = sub.add_parser("list", help="list models or datasets")
     ls.add_argument("what", choices=("models", "datasets"))
@@ -136,6 +151,8 @@ def cmd_train(args) -> int:
         flags["model_args"] = dict(args.model_arg)
     if args.scheduler_arg:
         flags["scheduler_args"] = dict(args.scheduler_arg)
+    if args.data_arg:
+        flags["data_args"] = dict(args.data_arg)
     if args.resume:
         if args.config:
             raise DivekitError("--config cannot be combined with --resume: the run folder holds the config")
@@ -198,6 +215,19 @@ def cmd_predict(args) -> int:
         for row in rows:
             guesses = ", ".join(f"{g['class']} {g['prob']:.3f}" for g in row["top"])
             print(f"{row['input']}: {guesses}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .train.api import load_run
+    from .train.predict import generate_text
+
+    model, ckpt = load_run(args.run_dir, "best", "cpu")
+    text = generate_text(model, ckpt.meta, args.prefix, args.num_preds, temperature=args.temperature, seed=args.seed)
+    if args.json:
+        _print_json({"prefix": args.prefix, "text": text, "temperature": args.temperature})
+    else:
+        print(text)
     return 0
 
 
@@ -272,7 +302,7 @@ def cmd_data(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "list": cmd_list, "data": cmd_data,
+    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "list": cmd_list, "data": cmd_data,
                 "demo": cmd_demo, "summary": cmd_summary,
                 "kaggle-house": cmd_kaggle_house}
     try:

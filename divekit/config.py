@@ -54,6 +54,7 @@ class TrainConfig:
     eval_every: int = 1  # evaluate the held-out splits every N epochs (and always after the last)
     log_every: int = 50  # steps between progress-bar updates (each update reads the metrics once)
     model_args: dict[str, Any] = field(default_factory=dict)  # keyword overrides for create_model
+    data_args: dict[str, Any] = field(default_factory=dict)  # dataset options, e.g. {"num_steps": 32}
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the option if any value is out of range."""
@@ -167,7 +168,7 @@ def resolve(*layers: dict[str, Any]) -> TrainConfig:
     merged: dict[str, Any] = {}
     for layer in layers:
         for key, value in coerce_fields(layer).items():
-            if key in ("model_args", "scheduler_args"):
+            if key in ("model_args", "scheduler_args", "data_args"):
                 merged[key] = {**merged.get(key, {}), **value}
             else:
                 merged[key] = value

@@ -217,7 +217,7 @@ def test_progress_logs_carry_throughput(tmp_path):
     dk.train(model="softmax-regression", data="digits", epochs=1, log_every=5, out=str(tmp_path / "r"),
              progress=False, callbacks=[Spy()])
     assert [s["step"] for s in seen] == [5, 10, 15, 20, 23]
-    assert all(s["examples_per_s"] > 0 and 0 <= s["acc"] <= 1 for s in seen)
+    assert all(s["per_s"] > 0 and 0 <= s["acc"] <= 1 for s in seen)
 
 
 def test_confusion_matrix_and_report():

@@ -43,9 +43,9 @@ class Result:
 
     def summary(self) -> dict[str, Any]:
         """The final figures as one JSON-able dict (what `--json` prints)."""
-        keys = ("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc")
         out: dict[str, Any] = {"model": self.config.model, "data": self.config.data, "epochs": self.metrics.get("epoch")}
-        out.update({k: round(self.metrics[k], 6) for k in keys if k in self.metrics})
+        out.update({f"{split}_{m}": round(self.metrics[f"{split}_{m}"], 6) for split in ("train", "valid", "test")
+                    for m in ("loss", "acc", "ppl") if f"{split}_{m}" in self.metrics})
         out["seconds"] = self.metrics.get("seconds")
         out["run_dir"] = str(self.run_dir) if self.run_dir else None
         return out
@@ -154,7 +154,7 @@ def fit(
     torch.manual_seed(cfg.seed)
     if isinstance(data, str):
         data = load_dataset(data, batch_size=cfg.batch_size, resize=cfg.resize, augment=cfg.augment, seed=cfg.seed,
-                            device=resolve_device(cfg.device), data_dir=cfg.data_dir)
+                            device=resolve_device(cfg.device), data_dir=cfg.data_dir, **cfg.data_args)
     name = _model_name(model, cfg)
     if isinstance(model, str):
         model = create_model(model, context=data.context, **cfg.model_args)

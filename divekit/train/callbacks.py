@@ -44,10 +44,10 @@ def monitor_mode(name: str) -> str:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch with live loss, accuracy and examples/s (main process only)."""
+    """A tqdm bar per epoch with live loss, accuracy (or perplexity) and examples/s (tokens/s for
+    language models), on the main process only."""
 
-    def __init__(self, unit: str = "ex"):
-        self.unit = unit
+    def __init__(self):
         self.bar = None
 
     def on_epoch_start(self, trainer, epoch):
@@ -61,13 +61,13 @@ class ProgressBar(Callback):
 
     def on_log(self, trainer, logs):
         if self.bar is not None:
-            shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "acc")}
-            shown[f"{self.unit}/s"] = f"{logs['examples_per_s']:.0f}"
+            shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "acc", "ppl")}
+            shown[f"{trainer.task.unit}/s"] = f"{logs['per_s']:.0f}"
             self.bar.set_postfix(shown, refresh=False)
 
     def on_epoch_end(self, trainer, metrics):
         if self.bar is not None:
-            shown = {k: f"{v:.4g}" for k, v in metrics.items() if k.endswith(("_loss", "_acc"))}
+            shown = {k: f"{v:.4g}" for k, v in metrics.items() if k.endswith(("_loss", "_acc", "_ppl"))}
             self.bar.set_postfix(shown)
             self.bar.close()
             self.bar = None

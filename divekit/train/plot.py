@@ -9,12 +9,12 @@ import numpy as np
 
 
 def curves_figure(history: list[dict[str, float]], title: str = ""):
-    """Loss (and accuracy, if present) per epoch for every split, as the book plots them."""
+    """Loss (and accuracy or perplexity, if present) per epoch for every split, as the book plots them."""
     epochs = [h["epoch"] for h in history]
     keys = sorted({k for h in history for k in h})
-    losses = [k for k in keys if k.endswith("_loss")]
-    accs = [k for k in keys if k.endswith("_acc")]
-    panels = [("loss", losses)] + ([("accuracy", accs)] if accs else [])
+    panels = [(label, [k for k in keys if k.endswith(suffix)])
+              for label, suffix in (("loss", "_loss"), ("accuracy", "_acc"), ("perplexity", "_ppl"))]
+    panels = [p for p in panels if p[1] or p[0] == "loss"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
     for ax, (label, names) in zip(axes[0], panels):
         for name in names:

@@ -8,6 +8,7 @@ training (language models, seq2seq, detection ...) add a task, not a new trainer
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 class Task(ABC):
     name = "task"
+    unit = "ex"  # what `n` counts, for throughput: examples (or tokens, for language models)
 
     @classmethod
     def from_config(cls, config) -> "Task":
@@ -38,6 +40,9 @@ class Task(ABC):
 
     def summarize(self, totals: dict[str, float], n: int) -> dict[str, float]:
         return {k: v / n for k, v in totals.items()}
+
+    def reset(self, loader) -> None:
+        """Called before every pass over `loader` (a training epoch or an evaluation)."""
 
 
 class Classification(Task):
@@ -81,7 +86,52 @@ class Regression(Task):
         return loss, {"loss": loss.detach() * n}, n
 
 
-TASKS = {t.name: t for t in (Classification, Regression)}
+class LanguageModel(Task):
+    """Token sequences X (B, T) -> next-token logits (B, T, V) for targets Y (B, T); metrics loss
+    (cross-entropy per token) and perplexity exp(loss).
+
+    The model is called as `model(X, state)` and returns `(logits, state)`. When the loader's
+    consecutive batches continue each other's rows (sequential partitioning, `loader.sequential`),
+    the hidden state is carried from batch to batch, detached so backpropagation stops at the
+    batch boundary (truncated BPTT); with random sampling each batch starts from a zero state.
+    """
+
+    name = "language-model"
+    unit = "tok"
+
+    def __init__(self):
+        self.state, self.carry = None, False
+
+    def reset(self, loader):
+        self.state, self.carry = None, bool(getattr(loader, "sequential", False))
+
+    def default_loss(self, logits, Y, training):
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1))  # (B*T, V), (B*T,)
+
+    def step(self, model, batch):
+        X, Y = batch[0], batch[1]
+        state = detach_state(self.state) if self.carry and self.state is not None else None
+        logits, state = model(X, state)
+        if self.carry:
+            self.state = state
+        loss = self.loss(model, logits, Y)
+        n = Y.numel()
+        return loss, {"loss": loss.detach() * n}, n
+
+    def summarize(self, totals, n):
+        out = super().summarize(totals, n)
+        out["ppl"] = math.exp(min(out["loss"], 700.0))  # exp overflows a float past ~709
+        return out
+
+
+def detach_state(state):
+    """A recurrent state (a tensor, or a tuple/list of them) cut from its autograd graph."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(detach_state(s) for s in state)
+
+
+TASKS = {t.name: t for t in (Classification, Regression, LanguageModel)}
 
 
 def make_task(name: str, config=None) -> Task:

@@ -133,6 +133,7 @@ class Trainer:
         model, opt, loader, cfg = self.model, self.optimizer, self.data.train, self.config
         model.train()
         loader.set_epoch(epoch)
+        self.task.reset(loader)
         steps = len(loader)
         sums: dict[str, list[torch.Tensor]] = {}  # metric -> per-step sums (0-dim tensors on the device)
         counts: list[int] = []
@@ -174,6 +175,7 @@ class Trainer:
         """Average task metrics over `loader` in eval mode (dropout off, batch norm frozen)."""
         was_training = self.model.training
         self.model.eval()
+        self.task.reset(loader)
         totals: dict[str, torch.Tensor] = {}
         n = 0
         for batch in loader:
@@ -188,7 +190,7 @@ class Trainer:
 
     def _forward(self, batch):
         """task.step under the configured precision and memory format."""
-        if self.config.channels_last and batch[0].dim() == 4:
+        if self.config.channels_last and batch[0].dim() == 4 and batch[0].is_floating_point():
             batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
         with self.autocast():
             return self.task.step(self.model, batch)
@@ -209,7 +211,7 @@ class Trainer:
         logs = self.task.summarize({k: float(torch.stack(v).sum()) for k, v in sums.items()}, n)
         elapsed = time.perf_counter() - self._epoch_start
         return {"epoch": epoch + 1, "step": done, "steps": len(self.data.train),
-                "examples_per_s": n * dist.world_size() / max(elapsed, 1e-9), **logs}
+                "per_s": n * dist.world_size() / max(elapsed, 1e-9), **logs}  # examples (or tokens) per second
 
     def _summarize(self, totals: dict[str, torch.Tensor], n: int) -> dict[str, float]:
         """Sum metric totals over all processes (one host read) and turn them into averages."""
