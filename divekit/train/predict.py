@@ -1,4 +1,4 @@
-"""Predictions for new inputs: image files through a trained classifier."""
+"""Predictions for new inputs: image files through a trained classifier, text from a language model."""
 
 from __future__ import annotations
 
@@ -42,3 +42,22 @@ def predict_images(model: torch.nn.Module, meta: dict, paths, top: int = 3, inve
         {"input": str(path), "top": [{"class": classes[i], "prob": round(float(q), 4)} for q, i in zip(pr, ix.tolist())]}
         for path, pr, ix in zip(paths, p, idx)
     ]
+
+
+def generate_text(model: torch.nn.Module, meta: dict, prefix: str, num_preds: int, temperature: float = 0.0,
+                  seed: int = 0) -> str:
+    """`prefix` continued by `num_preds` tokens from a run's language model (greedy at temperature 0)."""
+    from ..data.text import Vocab
+    from ..models.rnn import generate
+
+    if meta["task"] != "language-model":
+        raise DivekitError(f"`divekit generate` needs a language model run; this run is a {meta['task']} model "
+                           f"on {meta['data']!r}")
+    if num_preds < 0 or temperature < 0:
+        raise DivekitError("--chars and --temperature must be >= 0")
+    vocab = Vocab.from_dict(meta["context"]["vocab"])
+    level = meta["context"].get("level", "char")
+    if not any(t != t.lower() for t in vocab.idx_to_token):  # a lowercased corpus (the book's Time Machine)
+        prefix = prefix.lower()
+    generator = torch.Generator().manual_seed(seed)
+    return generate(model, vocab, prefix, num_preds, level=level, temperature=temperature, generator=generator)
