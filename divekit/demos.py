@@ -155,6 +155,14 @@ def optimizers(out: Path, data_dir: str | None = None, epochs: int = 2, every: i
     return {"optimizers": results, "plot": str(save_figure(fig, out / "optimizers.png"))}
 
 
+@demo("sequence")
+def sequence(out: Path) -> dict:
+    """An MLP autoregressive model of a noisy sine: one-step, multi-step and k-step-ahead predictions (book 9.1)."""
+    from .autoregression import autoregression_demo
+
+    return autoregression_demo(out)
+
+
 def run_demo(name: str, out: str | Path, **kwargs) -> dict:
     from .errors import ConfigError, did_you_mean
 
