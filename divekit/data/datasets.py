@@ -202,3 +202,31 @@ def airfoil(*, batch_size, seed, device, data_dir=None):
     x, y = load_airfoil(data_dir)
     train = TensorLoader(x[:1500], y[:1500], batch_size=batch_size, shuffle=True, device=device, seed=seed)
     return DataBundle("airfoil", "regression", train, context={"in_shape": (5,), "num_outputs": 1})
+
+
+@register_dataset("time-machine", defaults={"batch_size": 32, "epochs": 50}, tags=("text",))
+def time_machine(*, batch_size, seed, device, data_dir=None, num_steps=32, sampling="random", token="char",
+                 heldout=0.1, max_tokens=None):
+    """H. G. Wells' The Time Machine for language models, by character (default) or word.
+
+    The book's preprocessing (lowercase letters and spaces); the last `heldout` of the text is held
+    out for perplexity."""
+    from .text import language_model_bundle, load_corpus
+
+    corpus, vocab = load_corpus("time-machine", token=token, data_dir=data_dir, max_tokens=max_tokens)
+    return language_model_bundle("time-machine", corpus, vocab, batch_size=batch_size, num_steps=num_steps,
+                                 sampling=sampling, heldout=heldout, seed=seed, device=device, level=token)
+
+
+@register_dataset("ptb", defaults={"batch_size": 32, "epochs": 10}, tags=("text",))
+def ptb(*, batch_size, seed, device, data_dir=None, num_steps=35, sampling="random"):
+    """The Penn Treebank for word-level language models: 10,000 words, its own valid and test texts.
+
+    Mikolov's preprocessing, <eos> at the end of every sentence."""
+    from .text import language_model_bundle, load_corpus
+
+    corpus, vocab = load_corpus("ptb", data_dir=data_dir)
+    valid, _ = load_corpus("ptb", split="valid", data_dir=data_dir, vocab=vocab)
+    test, _ = load_corpus("ptb", split="test", data_dir=data_dir, vocab=vocab)
+    return language_model_bundle("ptb", corpus, vocab, batch_size=batch_size, num_steps=num_steps, sampling=sampling,
+                                 seed=seed, device=device, valid_corpus=valid, test_corpus=test, level="word")
