@@ -163,6 +163,22 @@ def sequence(out: Path) -> dict:
     return autoregression_demo(out)
 
 
+@demo("zipf")
+def zipf(out: Path) -> dict:
+    """Word, bigram and trigram frequencies of The Time Machine against rank, log-log (book 9.3)."""
+    from .data.text import load_corpus, ngram_freqs, zipf_exponent, zipf_plot
+
+    corpus, vocab = load_corpus("time-machine", token="word")
+    words = vocab.to_tokens(corpus.tolist())
+    top = ngram_freqs(words, 1)[:10]
+    return {
+        "tokens": len(words),
+        "top_words": [[w[0], c] for w, c in top],
+        **{f"zipf_exponent_{n}gram": round(zipf_exponent(ngram_freqs(words, n)), 3) for n in (1, 2, 3)},
+        "plot": str(zipf_plot(words, out / "zipf.png")),
+    }
+
+
 def run_demo(name: str, out: str | Path, **kwargs) -> dict:
     from .errors import ConfigError, did_you_mean
 

@@ -37,3 +37,13 @@ def test_plot_demos_write_their_figures(tmp_path, name):
     if name == "stability":
         assert result["product_of_100_matrices_max_abs"] > 1e10
         assert result["first_layer_grad_norm_sigmoid_depth20"] < 1e-4 * result["first_layer_grad_norm_relu_depth20"]
+
+
+def test_zipf_demo_finds_the_power_law_of_words(shared_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("DIVEKIT_DATA", str(shared_data))
+    result = run_demo("zipf", tmp_path)
+    assert result["top_words"][0] == ["the", 2261]
+    assert -1.3 < result["zipf_exponent_1gram"] < -0.8  # Zipf: frequency ~ 1 / rank
+    # longer n-grams fall off more slowly (the book's point: many n-grams are rare)
+    assert result["zipf_exponent_1gram"] < result["zipf_exponent_2gram"] < result["zipf_exponent_3gram"]
+    assert (tmp_path / "zipf.png").stat().st_size > 0
