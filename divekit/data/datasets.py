@@ -230,3 +230,5 @@ def ptb(*, batch_size, seed, device, data_dir=None, num_steps=35, sampling="rand
     test, _ = load_corpus("ptb", split="test", data_dir=data_dir, vocab=vocab)
     return language_model_bundle("ptb", corpus, vocab, batch_size=batch_size, num_steps=num_steps, sampling=sampling,
                                  seed=seed, device=device, valid_corpus=valid, test_corpus=test, level="word")
+
+from . import translation  # noqa: E402,F401  (registers "fra-eng"; imports DataBundle and register_dataset from here)
