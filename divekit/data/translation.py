@@ -194,9 +194,10 @@ def translation_sentences(split: str = "test", *, data_dir=None, num_examples: i
 
 @register_dataset("fra-eng", defaults={"batch_size": 128, "epochs": 30}, tags=("text", "translation"))
 def fra_eng(*, batch_size, seed, device, data_dir=None, num_steps=9, num_examples=20000):
-    """English -> French sentence pairs from Tatoeba (book 10.5): the first `num_examples` pairs
-    of fra.txt (shortest first), split 90/5/5 by English sentence with a fixed seed; batches
-    (X, dec_X, X_valid_len, Y) of num_steps tokens."""
+    """English -> French sentence pairs from Tatoeba (book 10.5), for machine translation.
+
+    The first `num_examples` pairs of fra.txt (shortest first), split 90/5/5 by English sentence
+    with a fixed seed; batches (X, dec_X, X_valid_len, Y) of num_steps tokens."""
     data = load_translation(data_dir, num_steps=num_steps, num_examples=num_examples)
 
     def loader(name: str, **options) -> TensorLoader | None:
