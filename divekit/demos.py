@@ -187,3 +187,15 @@ def run_demo(name: str, out: str | Path, **kwargs) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     return {"demo": name, **DEMOS[name](out, **kwargs)}
+
+
+@demo("attention")
+def attention(out: Path) -> dict:
+    """Nadaraya-Watson kernel regression: average pooling, the non-parametric and the parametric
+    (learned w) estimators with their attention heatmaps (book 11.2), and the sinusoidal
+    positional encoding's columns 6-9 (book 11.6)."""
+    from .models.attention import nadaraya_watson_demo, positional_encoding_plot
+
+    result = nadaraya_watson_demo(out)
+    result["plots"]["positional_encoding"] = str(positional_encoding_plot(out / "positional_encoding.png"))
+    return result
