@@ -14,14 +14,16 @@ from abc import ABC, abstractmethod
 import torch
 import torch.nn.functional as F
 
+from ..models.rnn import detach_state
+
 
 class Task(ABC):
     name = "task"
     unit = "ex"  # what `n` counts, for throughput: examples (or tokens, for language models)
 
     @classmethod
-    def from_config(cls, config) -> "Task":
-        """The task with the options the training config sets for it."""
+    def from_config(cls, config, context: dict | None = None) -> "Task":
+        """The task with the options the training config (and the dataset's context) set for it."""
         return cls()
 
     def loss(self, model, outputs, targets) -> torch.Tensor:
@@ -54,7 +56,7 @@ class Classification(Task):
         self.label_smoothing = label_smoothing
 
     @classmethod
-    def from_config(cls, config) -> "Classification":
+    def from_config(cls, config, context=None) -> "Classification":
         return cls(label_smoothing=config.label_smoothing)
 
     def default_loss(self, logits, y, training):
@@ -124,18 +126,49 @@ class LanguageModel(Task):
         return out
 
 
-def detach_state(state):
-    """A recurrent state (a tensor, or a tuple/list of them) cut from its autograd graph."""
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    return type(state)(detach_state(s) for s in state)
+class Seq2Seq(Task):
+    """Source and target sentences -> target-token logits (teacher forcing); batches are
+    (X, dec_X, X_valid_len, Y) as in divekit.models.encoder_decoder. The loss is cross-entropy
+    averaged over the real target tokens: padding counts neither in the loss nor in the metrics
+    (loss, token accuracy and perplexity per target token)."""
+
+    name = "seq2seq"
+
+    def __init__(self, pad: int):
+        self.pad = pad
+
+    @classmethod
+    def from_config(cls, config, context=None) -> "Seq2Seq":
+        if not context or "tgt_pad" not in context:
+            raise ValueError("the seq2seq task needs the target padding index (context['tgt_pad']) from the dataset")
+        return cls(pad=context["tgt_pad"])
+
+    def default_loss(self, logits, Y, training):
+        # mean over the non-pad tokens (ignore_index divides by their count, not by B * T)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1), ignore_index=self.pad)
+
+    def step(self, model, batch):
+        X, dec_X, X_valid_len, Y = batch
+        logits = model(X, dec_X, X_valid_len)  # (B, T, V)
+        loss = self.loss(model, logits, Y)
+        real = Y != self.pad
+        tokens = real.sum()
+        correct = ((logits.detach().argmax(dim=-1) == Y) & real).sum()
+        return loss, {"loss": loss.detach() * tokens, "acc": correct, "tokens": tokens}, Y.shape[0]
+
+    def summarize(self, totals, n):
+        tokens = max(totals.pop("tokens"), 1.0)
+        out = {k: v / tokens for k, v in totals.items()}
+        out["ppl"] = math.exp(min(out["loss"], 700.0))
+        return out
 
 
-TASKS = {t.name: t for t in (Classification, Regression, LanguageModel)}
+TASKS = {t.name: t for t in (Classification, Regression, LanguageModel, Seq2Seq)}
 
 
-def make_task(name: str, config=None) -> Task:
-    """The task of a dataset (`DataBundle.task`), configured by the training config if given."""
+def make_task(name: str, config=None, context: dict | None = None) -> Task:
+    """The task of a dataset (`DataBundle.task`), configured by the training config and the
+    dataset's context (e.g. a padding index)."""
     if name not in TASKS:
         raise ValueError(f"no task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name].from_config(config) if config is not None else TASKS[name]()
+    return TASKS[name].from_config(config, context)

@@ -85,7 +85,7 @@ class Trainer:
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype else contextlib.nullcontext
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.data = data
-        self.task = task or make_task(data.task, config)
+        self.task = task or make_task(data.task, config, data.context)
         self.optimizer = optimizer or build_optimizer(
             config.optimizer, self.model.parameters(), lr=config.lr, momentum=config.momentum,
             weight_decay=config.weight_decay,
