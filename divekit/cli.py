@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--seed", type=int, default=0, help="seeds sampling (temperature > 0)")
     ge.add_argument("--json", action="store_true")
 
+    tr = sub.add_parser("translate", help="translate sentences with a run's seq2seq model")
+    tr.add_argument("run_dir")
+    tr.add_argument("sentences", nargs="+", metavar="SENTENCE", help='e.g. "he\'s calm ."')
+    tr.add_argument("--beam", type=int, default=1, help="beam size (1: greedy decoding)")
+    tr.add_argument("--alpha", type=float, default=0.75, help="beam search length penalty: score / length^alpha")
+    tr.add_argument("--heatmap", metavar="DIR", help="save each sentence's attention weights as a PNG in DIR")
+    tr.add_argument("--json", action="store_true")
+
     ls = sub.add_parser("list", help="list models or datasets")
     ls.add_argument("what", choices=("models", "datasets"))
     ls.add_argument("pattern", nargs="?", default="*", help="glob pattern, e.g. 'res*'")
@@ -231,6 +239,20 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_translate(args) -> int:
+    from .train.api import load_run
+    from .train.predict import translate_sentences
+
+    model, ckpt = load_run(args.run_dir, "best", "cpu")
+    rows = translate_sentences(model, ckpt.meta, args.sentences, args.beam, args.alpha, args.heatmap)
+    if args.json:
+        _print_json({"translations": rows, "beam": args.beam})
+    else:
+        for row in rows:
+            print(f"{row['source']} => {row['translation']}" + (f"  ({row['heatmap']})" if "heatmap" in row else ""))
+    return 0
+
+
 def cmd_list(args) -> int:
     from .data.datasets import DATASETS
     from .models.registry import MODELS
@@ -302,7 +324,7 @@ def cmd_data(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "list": cmd_list, "data": cmd_data,
+    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "translate": cmd_translate, "list": cmd_list, "data": cmd_data,
                 "demo": cmd_demo, "summary": cmd_summary,
                 "kaggle-house": cmd_kaggle_house}
     try:

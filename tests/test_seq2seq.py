@@ -11,8 +11,9 @@ from divekit.errors import ConfigError
 from divekit.models import create_model, list_models
 from divekit.models.decoding import greedy_decode
 from divekit.models.registry import MODELS
+from divekit.models.encoder_decoder import TRANSLATION_DEFAULTS
 from divekit.models.seq2seq import (
-    SEQ2SEQ_DEFAULTS, Seq2SeqAttentionDecoder, Seq2SeqDecoder, Seq2SeqEncoder, masked_cross_entropy,
+    Seq2SeqAttentionDecoder, Seq2SeqDecoder, Seq2SeqEncoder, masked_cross_entropy,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,7 +40,7 @@ def test_registry_and_the_books_sizes():
     assert list_models("seq2seq*") == NAMES and set(NAMES) <= set(list_models(tag="seq2seq"))
     for name in NAMES:
         entry = MODELS.get(name)
-        assert entry.defaults == SEQ2SEQ_DEFAULTS and "text" in entry.tags
+        assert entry.defaults == TRANSLATION_DEFAULTS and "text" in entry.tags
         model = create_model(name, context={"src_vocab_size": 20, "tgt_vocab_size": 30, "num_classes": 3})
         gru = model.encoder.rnn
         assert (gru.input_size, gru.hidden_size, gru.num_layers, gru.dropout) == (256, 256, 2, 0.2)

@@ -144,7 +144,7 @@ def test_every_parameter_gets_a_gradient():
 
 def test_registered_with_the_books_sizes():
     assert "transformer" in list_models(tag="seq2seq")
-    assert MODELS.get("transformer").defaults == TRANSLATION_DEFAULTS
+    assert MODELS.get("transformer").defaults == {**TRANSLATION_DEFAULTS, "lr": 0.0015}
     model = create_model("transformer", context={"src_vocab_size": 20, "tgt_vocab_size": 30, "level": "word"},
                          num_blks=1)
     assert isinstance(model.decoder, TransformerDecoder) and len(model.encoder.blks) == 1

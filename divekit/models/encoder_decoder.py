@@ -18,6 +18,11 @@ import torch
 import torch.nn as nn
 
 
+# training defaults of the translation models (the book's, chapter 10-11); models override lr
+TRANSLATION_DEFAULTS = {"data": "fra-eng", "optimizer": "adam", "lr": 0.005, "epochs": 30, "batch_size": 128,
+                        "grad_clip": 1.0}
+
+
 class Encoder(nn.Module, ABC):
     """Source tokens (B, T_src) and their valid lengths (B,) -> encoder outputs (any structure)."""
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ..init import xavier_uniform_
 from .attention import AdditiveAttention
-from .encoder_decoder import Decoder, Encoder, EncoderDecoder
+from .encoder_decoder import TRANSLATION_DEFAULTS, Decoder, Encoder, EncoderDecoder
 from .registry import register_model
 
 
@@ -189,13 +189,10 @@ def masked_cross_entropy(logits: torch.Tensor, Y: torch.Tensor, pad: int, reduct
 # ----------------------------------------------------------------------------------------------
 # Registered models. Each takes the source and target vocabulary sizes from the dataset.
 
-# the book's English-French training (10.7.5 and 11.4.3)
-SEQ2SEQ_DEFAULTS = {"data": "fra-eng", "optimizer": "adam", "lr": 0.005, "epochs": 30, "batch_size": 128,
-                    "grad_clip": 1.0}
 _TAGS = ("text", "seq2seq")
 
 
-@register_model("seq2seq", defaults=SEQ2SEQ_DEFAULTS, tags=_TAGS)
+@register_model("seq2seq", defaults=TRANSLATION_DEFAULTS, tags=_TAGS)
 def seq2seq(src_vocab_size: int, tgt_vocab_size: int, embed_size: int = 256, num_hiddens: int = 256,
             num_layers: int = 2, dropout: float = 0.2):
     """RNN encoder-decoder for machine translation (book 10.7)."""
@@ -203,7 +200,7 @@ def seq2seq(src_vocab_size: int, tgt_vocab_size: int, embed_size: int = 256, num
                           Seq2SeqDecoder(tgt_vocab_size, embed_size, num_hiddens, num_layers, dropout))
 
 
-@register_model("seq2seq-attention", defaults=SEQ2SEQ_DEFAULTS, tags=_TAGS)
+@register_model("seq2seq-attention", defaults=TRANSLATION_DEFAULTS, tags=_TAGS)
 def seq2seq_attention(src_vocab_size: int, tgt_vocab_size: int, embed_size: int = 256, num_hiddens: int = 256,
                       num_layers: int = 2, dropout: float = 0.2):
     """RNN encoder-decoder with Bahdanau attention (book 11.4)."""

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .attention import MultiHeadAttention, PositionalEncoding
-from .encoder_decoder import Decoder, Encoder, EncoderDecoder
+from .encoder_decoder import TRANSLATION_DEFAULTS, Decoder, Encoder, EncoderDecoder
 from .registry import register_model
 
 # [enc_outputs (B, T_src, num_hiddens), enc_valid_lens (B,) or None, key_values per block]
@@ -194,12 +194,7 @@ class Transformer(EncoderDecoder):
         )
 
 
-# The book's English-French settings (11.7.4). Shared with the RNN seq2seq models once they exist.
-TRANSLATION_DEFAULTS = {"data": "fra-eng", "optimizer": "adam", "lr": 0.0015, "epochs": 30, "batch_size": 128,
-                        "grad_clip": 1.0}
-
-
-@register_model("transformer", defaults=TRANSLATION_DEFAULTS, tags=("text", "seq2seq"))
+@register_model("transformer", defaults={**TRANSLATION_DEFAULTS, "lr": 0.0015}, tags=("text", "seq2seq"))  # book 11.7
 def transformer(src_vocab_size: int, tgt_vocab_size: int, num_hiddens: int = 256, ffn_num_hiddens: int = 64,
                 num_heads: int = 4, num_blks: int = 2, dropout: float = 0.2):
     """The Transformer encoder-decoder with the book's sizes for English-French (book 11.7)."""

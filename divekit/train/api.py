@@ -24,7 +24,7 @@ from ..recipes import recipe
 from . import dist
 from .callbacks import BEST, LAST, CheckpointSaver, EarlyStopping, MetricsLogger, PlotCurves, ProgressBar, write_json_atomic
 from .checkpoint import Checkpoint
-from .tasks import Task
+from .tasks import Task, make_task
 from .trainer import Callback, Trainer, check_precision
 
 # settings that may change when a run is resumed; the others define the run and stay fixed
@@ -90,20 +90,23 @@ def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def preflight(model: torch.nn.Module, data: DataBundle, cfg: TrainConfig) -> None:
-    """Run one example through the model before training, so a bad input shape fails at once."""
-    batch = next(iter(data.test or data.train))
+def preflight(model: torch.nn.Module, data: DataBundle, cfg: TrainConfig, task: Task | None = None) -> None:
+    """Run one example through the model (as the task will) before training, so a bad input shape
+    fails at once with a message naming the model and dataset."""
+    batch = next(iter(data.test or data.valid or data.train))
     device = resolve_device(cfg.device)
-    x = batch[0][:1].to(device)
+    one = tuple(t[:1].to(device) for t in batch)
+    task = task or make_task(data.task, cfg, data.context)
     was_training = model.training
     model.to(device).eval()
     try:
         with torch.no_grad():
-            model(x)
-    except (RuntimeError, ValueError) as e:
-        hint = " Choose another --resize." if data.context.get("in_shape") and len(tuple(x.shape)) == 4 else ""
+            task.reset(data.train)
+            task.step(model, one)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        hint = " Choose another --resize." if data.context.get("in_shape") and one[0].dim() == 4 else ""
         raise ConfigError(
-            f"model {cfg.model!r} cannot take inputs of shape {tuple(x.shape[1:])} from dataset {cfg.data!r}"
+            f"model {cfg.model!r} cannot take inputs of shape {tuple(one[0].shape[1:])} from dataset {cfg.data!r}"
             f"{f' at --resize {cfg.resize}' if cfg.resize else ''}: {str(e).splitlines()[0]}.{hint}"
         ) from None
     finally:
@@ -159,7 +162,7 @@ def fit(
     if isinstance(model, str):
         model = create_model(model, context=data.context, **cfg.model_args)
     check_precision(cfg)
-    preflight(model, data, cfg)
+    preflight(model, data, cfg, task)
 
     if run_dir is None:
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)

@@ -61,3 +61,49 @@ def generate_text(model: torch.nn.Module, meta: dict, prefix: str, num_preds: in
         prefix = prefix.lower()
     generator = torch.Generator().manual_seed(seed)
     return generate(model, vocab, prefix, num_preds, level=level, temperature=temperature, generator=generator)
+
+
+def translate_sentences(model: torch.nn.Module, meta: dict, sentences: list[str], beam_size: int = 1,
+                        alpha: float = 0.75, heatmap_dir: str | Path | None = None) -> list[dict]:
+    """Translate raw sentences with a run's seq2seq model: each is preprocessed like the training
+    data (the book's fra-eng preprocessing) and decoded greedily or with beam search. With
+    `heatmap_dir`, each sentence's attention weights are saved there as a PNG (for the Transformer:
+    the encoder-decoder attention of every layer and head)."""
+    from ..data.text import Vocab
+    from ..data.translation import preprocess_nmt
+    from ..models.attention import attention_heatmap
+    from ..models.decoding import translate
+
+    if meta["task"] != "seq2seq":
+        raise DivekitError(f"`divekit translate` needs a translation run; this run is a {meta['task']} model "
+                           f"on {meta['data']!r}")
+    if beam_size < 1:
+        raise DivekitError(f"--beam must be at least 1, got {beam_size}")
+    context = meta["context"]
+    src_vocab, tgt_vocab = Vocab.from_dict(context["src_vocab"]), Vocab.from_dict(context["tgt_vocab"])
+    rows = []
+    for i, sentence in enumerate(sentences):
+        src = preprocess_nmt(sentence).split()
+        tokens, weights = translate(model, src, src_vocab, tgt_vocab, context["num_steps"], beam_size, alpha)
+        row = {"source": " ".join(src), "translation": " ".join(tokens)}
+        if heatmap_dir is not None and weights is not None:
+            grid = _heatmap_grid(weights)
+            path = Path(heatmap_dir) / f"attention-{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            titles = [f"head {h + 1}" for h in range(grid.shape[1])] if grid.shape[1] > 1 else None  # columns
+            row["heatmap"] = str(attention_heatmap(grid, path, xlabel="source position", ylabel="output position",
+                                                   titles=titles))
+        rows.append(row)
+    return rows
+
+
+def _heatmap_grid(weights) -> torch.Tensor:
+    """Attention weights of one sentence as a (rows, cols, T_dec, T_src) grid: one map for an RNN
+    decoder, blocks x heads of encoder-decoder attention for the Transformer."""
+    if isinstance(weights, torch.Tensor):
+        return weights[None, None]  # (1, 1, T_dec, T_src)
+    if isinstance(weights[0][0], torch.Tensor):  # one pass: [self-attention, cross-attention] per block
+        cross = weights[1]
+    else:  # greedy decoding: one [self-attention, cross-attention] entry per step, each (heads, 1, T_src)
+        cross = [torch.cat([step[1][b] for step in weights], dim=1) for b in range(len(weights[0][1]))]
+    return torch.stack(cross)  # (blocks, heads, T_dec, T_src)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.rnn import detach_state
+from ..models.seq2seq import masked_cross_entropy
 
 
 class Task(ABC):
@@ -144,8 +145,7 @@ class Seq2Seq(Task):
         return cls(pad=context["tgt_pad"])
 
     def default_loss(self, logits, Y, training):
-        # mean over the non-pad tokens (ignore_index divides by their count, not by B * T)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1), ignore_index=self.pad)
+        return masked_cross_entropy(logits, Y, self.pad)  # the mean over real tokens, not over B * T
 
     def step(self, model, batch):
         X, dec_X, X_valid_len, Y = batch
