@@ -102,4 +102,5 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
         import sacrebleu
     except ImportError:
         return corpus_bleu_scratch(hypotheses, references)
-    return sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize="none", smooth_method="none").score
+    return sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize="none", smooth_method="none",
+                                force=True).score  # our text is tokenized on purpose

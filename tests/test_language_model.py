@@ -108,3 +108,14 @@ def test_a_bidirectional_lm_scores_well_but_cannot_predict(shared_data, tmp_path
     assert causal_ppl(bigru.model, held_out) > 3 * bigru.metrics["valid_ppl"]
     text = generate(bigru.model, vocab, "time traveller", 30)[len("time traveller"):]
     assert len(set(text.split())) <= 3  # the same few characters over and over
+
+
+def test_ptb_is_a_word_level_dataset_with_its_own_splits(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIVEKIT_CACHE", str(tmp_path))  # the archive is extracted there (data folder read-only)
+    bundle = dk.load_dataset("ptb", batch_size=16, data_dir=str(shared_data))
+    assert bundle.task == "language-model" and bundle.context["level"] == "word"
+    assert bundle.context["vocab_size"] == 10000 and bundle.test is not None and bundle.valid.sequential
+    model = dk.create_model("gru", context=bundle.context, num_hiddens=16, embedding_dim=16)
+    X, Y = next(iter(bundle.train))
+    logits, _ = model(X)
+    assert X.shape == (16, 35) and logits.shape == (16, 35, 10000)
