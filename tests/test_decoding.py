@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from divekit.errors import ConfigError
+from divekit.data.text import Vocab
 from divekit.models import create_model
 from divekit.models.decoding import beam_search, exhaustive_search, greedy_decode, translate
 from divekit.models.encoder_decoder import Decoder, Encoder, EncoderDecoder
@@ -18,25 +19,9 @@ UNK, PAD, BOS, EOS, A, B, C = range(len(TOKENS))
 V = len(TOKENS)
 
 
-class TinyVocab:
-    """A stand-in for divekit.data.text.Vocab: vocab[token or list] -> ids, to_tokens(id or list) -> tokens."""
-
-    def __init__(self, tokens):
-        self.idx_to_token = list(tokens)
-        self.token_to_idx = {t: i for i, t in enumerate(self.idx_to_token)}
-
-    def __len__(self):
-        return len(self.idx_to_token)
-
-    def __getitem__(self, tokens):
-        if isinstance(tokens, (list, tuple)):
-            return [self[t] for t in tokens]
-        return self.token_to_idx.get(tokens, 0)
-
-    def to_tokens(self, indices):
-        if isinstance(indices, (list, tuple)):
-            return [self.idx_to_token[i] for i in indices]
-        return self.idx_to_token[indices]
+def vocab(tokens):
+    """A divekit Vocab with exactly this index order (the first token must be <unk>)."""
+    return Vocab.from_dict({"idx_to_token": list(tokens), "min_freq": 0})
 
 
 class ToyEncoder(Encoder):
@@ -186,7 +171,7 @@ def test_greedy_batch_equals_rows_one_by_one_and_stops_at_eos():
 
 def test_translate_prepares_the_source_like_the_training_data():
     model = book_toy()
-    src_vocab, tgt_vocab = TinyVocab(["<unk>", "<pad>", "<bos>", "<eos>", "x", "y"]), TinyVocab(TOKENS)
+    src_vocab, tgt_vocab = vocab(["<unk>", "<pad>", "<bos>", "<eos>", "x", "y"]), vocab(TOKENS)
     tokens, weights = translate(model, ["x", "y"], src_vocab, tgt_vocab, num_steps=5)
     assert tokens == ["A", "B", "C"] and weights is None
     X, valid = model.encoder.last_input
@@ -211,8 +196,8 @@ def test_seq2seq_models_beam_one_is_greedy_and_full_beam_is_exhaustive(name):
 
 def test_translate_attention_weights_cover_each_output_step_and_skip_padding():
     torch.manual_seed(0)
-    src_vocab = TinyVocab(["<unk>", "<pad>", "<bos>", "<eos>", "x", "y", "z"])
-    tgt_vocab = TinyVocab(TOKENS)
+    src_vocab = vocab(["<unk>", "<pad>", "<bos>", "<eos>", "x", "y", "z"])
+    tgt_vocab = vocab(TOKENS)
     model = create_model("seq2seq-attention", src_vocab_size=len(src_vocab), tgt_vocab_size=V,
                          embed_size=8, num_hiddens=16, num_layers=1)
     with torch.no_grad():
