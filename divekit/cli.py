@@ -8,6 +8,7 @@ the fix (no traceback) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -19,14 +20,11 @@ def _model_arg(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        pass
-    try:  # a comma-separated list of numbers: widths=16,32,64
-        return key, [json.loads(v) for v in value.split(",")] if "," in value else value
-    except ValueError:
-        return key, value
+    # JSON (0.5, true, [16, 32]), a comma-separated list (widths=16,32,64), else the string itself
+    for candidate in (value, f"[{value}]") if "," in value else (value,):
+        with contextlib.suppress(ValueError):
+            return key, json.loads(candidate)
+    return key, value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 """The `divekit` command, in-process (main(argv)) and once as a real subprocess."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -116,3 +117,15 @@ def test_data_verify_and_download(shared_data, tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["data", "verify", "--data-dir", str(target)]) == 1
     assert "BAD" in capsys.readouterr().out
+
+
+def test_key_value_flags_parse_json_and_comma_lists():
+    from divekit.cli import _model_arg
+
+    assert _model_arg("widths=16,32,64") == ("widths", [16, 32, 64])
+    assert _model_arg("widths=[16, 32]") == ("widths", [16, 32])
+    assert _model_arg("dropout=0.3") == ("dropout", 0.3)
+    assert _model_arg("sampling=sequential") == ("sampling", "sequential")
+    assert _model_arg("names=a,b") == ("names", "a,b")  # not numbers: kept as written
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        _model_arg("widths")
