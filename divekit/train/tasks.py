@@ -123,7 +123,7 @@ class LanguageModel(Task):
 
     def summarize(self, totals, n):
         out = super().summarize(totals, n)
-        out["ppl"] = math.exp(min(out["loss"], 700.0))  # exp overflows a float past ~709
+        out["ppl"] = perplexity(out["loss"])
         return out
 
 
@@ -159,8 +159,13 @@ class Seq2Seq(Task):
     def summarize(self, totals, n):
         tokens = max(totals.pop("tokens"), 1.0)
         out = {k: v / tokens for k, v in totals.items()}
-        out["ppl"] = math.exp(min(out["loss"], 700.0))
+        out["ppl"] = perplexity(out["loss"])
         return out
+
+
+def perplexity(loss: float) -> float:
+    """exp of the mean cross-entropy per token (capped: exp overflows a float past ~709)."""
+    return math.exp(min(loss, 700.0))
 
 
 TASKS = {t.name: t for t in (Classification, Regression, LanguageModel, Seq2Seq)}
