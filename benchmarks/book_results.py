@@ -55,10 +55,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, help="override the book's epochs (reduced schedule)")
     p.add_argument("--resize", type=int, help="override the book's resize (reduced schedule)")
     p.add_argument("--time-limit", type=float, help="seconds of training per run (reduced schedule)")
+    p.add_argument("--optimizer", help="override the book's optimizer (reduced schedule), e.g. adam")
+    p.add_argument("--lr", type=float, help="override the book's learning rate")
     p.add_argument("--skip-main-command", action="store_true")
     args = p.parse_args()
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("resize", args.resize), ("time_limit", args.time_limit))
-                 if v is not None}
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("resize", args.resize), ("time_limit", args.time_limit),
+                                   ("optimizer", args.optimizer), ("lr", args.lr)) if v is not None}
     print(hardware())
     rows = {}
     for model in args.only:
