@@ -27,6 +27,18 @@ def _model_arg(text: str) -> tuple[str, object]:
     return key, value
 
 
+# Verbs defined beside their feature (detection, style transfer, BERT ...): VERB -> module.
+# Each module defines `add_parser(sub)` (adds its subparser to `sub`) and `run(args) -> int`.
+VERB_MODULES: dict[str, str] = {
+}
+
+
+def _verb_module(verb: str):
+    import importlib
+
+    return importlib.import_module(VERB_MODULES[verb])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="divekit", description="Train and use the models of Dive into Deep Learning.")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -134,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--json", action="store_true")
     dd = dsub.add_parser("dir", help="print the data folder")
     dd.add_argument("--data-dir")
+    for verb in VERB_MODULES:
+        _verb_module(verb).add_parser(sub)
     return p
 
 
@@ -325,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "translate": cmd_translate, "list": cmd_list, "data": cmd_data,
                 "demo": cmd_demo, "summary": cmd_summary,
                 "kaggle-house": cmd_kaggle_house}
+    for verb in VERB_MODULES:
+        handlers[verb] = _verb_module(verb).run
     try:
         return handlers[args.verb](args)
     except DivekitError as e:

@@ -168,7 +168,16 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 700.0))
 
 
-TASKS = {t.name: t for t in (Classification, Regression, LanguageModel, Seq2Seq)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (Classification, Regression, LanguageModel, Seq2Seq)}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a Task subclass available to datasets under its `name` (detection,
+    segmentation, pretraining ... live beside their models and register themselves here)."""
+    if cls.name in TASKS and TASKS[cls.name] is not cls:
+        raise ValueError(f"task {cls.name!r} is registered twice")
+    TASKS[cls.name] = cls
+    return cls
 
 
 def make_task(name: str, config=None, context: dict | None = None) -> Task:
