@@ -240,3 +240,14 @@ def test_missing_file_gives_the_hubs_error(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     with pytest.raises(DataError, match=r"(?s)could not download fra-eng.zip.*network disabled.*put it at"):
         load_translation(tmp_path / "data")
+
+
+def test_the_books_demo_split_is_in_file_order_with_vocab_over_both(shared_data):
+    book = load_translation(shared_data, num_train=512, num_val=128)
+    assert {k: len(v[0]) for k, v in book.arrays.items()} == {"train": 512, "valid": 128, "test": 0}
+    assert book.sentences["train"][0][0] == ["go", "."] and book.sentences["train"][1][0] == ["va", "!"]
+    # as in the book, the vocabularies count the validation pairs too: "don't" occurs there only
+    train_words = {t for s in book.sentences["train"][0] for t in s}
+    assert "don't" not in train_words and book.src_vocab["don't"] != 0
+    with pytest.raises(ConfigError, match="num_train must be at least 1"):
+        load_translation(shared_data, num_train=0)

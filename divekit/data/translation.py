@@ -135,20 +135,28 @@ class TranslationData:
     sentences: dict[str, tuple[Sentences, Sentences]]
 
 
-def make_translation_data(source: Sentences, target: Sentences, num_steps: int = 9) -> TranslationData:
-    """Split token lists by source sentence, build the vocabularies on the training split and
-    the arrays of every split."""
+def split_in_order(n: int, num_train: int) -> dict[str, list[int]]:
+    """The book's split (`MTFraEng(num_train=512, num_val=128)`): the first `num_train` pairs
+    train, the rest validate, no test split."""
+    return {"train": list(range(min(num_train, n))), "valid": list(range(num_train, n)), "test": []}
+
+
+def make_translation_data(source: Sentences, target: Sentences, num_steps: int = 9,
+                          index: dict[str, list[int]] | None = None, vocab_splits: tuple[str, ...] = ("train",)
+                          ) -> TranslationData:
+    """Split token lists (by source sentence, unless `index` gives each split's example indices),
+    build the vocabularies on the `vocab_splits` (the training split) and the arrays of every split."""
     if num_steps < 1:
         raise ConfigError(f"num_steps must be at least 1, got {num_steps}")
     if len(source) != len(target):
         raise DataError(f"{len(source)} source sentences but {len(target)} target sentences")
-    index = split_by_source(source)
+    index = index if index is not None else split_by_source(source)
     sentences = {k: ([source[i] for i in idx], [target[i] for i in idx]) for k, idx in index.items()}
     train_src, train_tgt = sentences["train"]
     if not train_src:
         raise DataError(f"{len(source)} sentence pairs leave none for training; use more examples")
-    src_vocab = Vocab(train_src, min_freq=MIN_FREQ, reserved_tokens=RESERVED)
-    tgt_vocab = Vocab(train_tgt, min_freq=MIN_FREQ, reserved_tokens=RESERVED)
+    src_vocab = Vocab([s for k in vocab_splits for s in sentences[k][0]], min_freq=MIN_FREQ, reserved_tokens=RESERVED)
+    tgt_vocab = Vocab([s for k in vocab_splits for s in sentences[k][1]], min_freq=MIN_FREQ, reserved_tokens=RESERVED)
     arrays = {}
     for name, (src, tgt) in sentences.items():
         X = build_array_nmt(src, src_vocab, num_steps)  # (N, T)
@@ -170,17 +178,28 @@ def _first_lines(text: str, n: int) -> str:
     return text[:end]
 
 
-def load_translation(data_dir=None, num_steps: int = 9, num_examples: int | None = 20000) -> TranslationData:
+def load_translation(data_dir=None, num_steps: int = 9, num_examples: int | None = 20000,
+                     num_train: int | None = None, num_val: int = 128) -> TranslationData:
     """The English -> French data of fra.txt: its first `num_examples` pairs (all when None),
     split by English sentence into train / valid / test (90/5/5, fixed), as arrays of num_steps
-    tokens with vocabularies from the training split."""
+    tokens with vocabularies from the training split.
+
+    With `num_train`, the book's demo setting instead: the first `num_train` pairs train and the
+    next `num_val` validate (`num_examples` is then ignored; there is no test split), with the
+    vocabularies built, as the book builds them, on both."""
+    if num_train is not None:
+        if num_train < 1 or num_val < 0:
+            raise ConfigError(f"num_train must be at least 1 and num_val at least 0, got {num_train} and {num_val}")
+        num_examples = num_train + num_val
     if num_examples is not None and num_examples < 1:
         raise ConfigError(f"num_examples must be at least 1 (or None for all of fra.txt), got {num_examples}")
     raw = read_fra_eng(data_dir)
     if num_examples is not None:
         raw = _first_lines(raw, num_examples)  # preprocess only what is kept: a fraction of a second
     source, target = tokenize_nmt(preprocess_nmt(raw), num_examples)
-    return make_translation_data(source, target, num_steps)
+    if num_train is None:
+        return make_translation_data(source, target, num_steps)
+    return make_translation_data(source, target, num_steps, split_in_order(len(source), num_train), ("train", "valid"))
 
 
 def translation_sentences(split: str = "test", *, data_dir=None, num_examples: int | None = 20000
@@ -193,12 +212,14 @@ def translation_sentences(split: str = "test", *, data_dir=None, num_examples: i
 
 
 @register_dataset("fra-eng", defaults={"batch_size": 128, "epochs": 30}, tags=("text", "translation"))
-def fra_eng(*, batch_size, seed, device, data_dir=None, num_steps=9, num_examples=20000):
+def fra_eng(*, batch_size, seed, device, data_dir=None, num_steps=9, num_examples=20000, num_train=None, num_val=128):
     """English -> French sentence pairs from Tatoeba (book 10.5), for machine translation.
 
     The first `num_examples` pairs of fra.txt (shortest first), split 90/5/5 by English sentence
-    with a fixed seed; batches (X, dec_X, X_valid_len, Y) of num_steps tokens."""
-    data = load_translation(data_dir, num_steps=num_steps, num_examples=num_examples)
+    with a fixed seed; batches (X, dec_X, X_valid_len, Y) of num_steps tokens. `num_train=512`
+    gives the book's demo setting: the first 512 pairs train, the next `num_val` (128) validate."""
+    data = load_translation(data_dir, num_steps=num_steps, num_examples=num_examples, num_train=num_train,
+                            num_val=num_val)
 
     def loader(name: str, **options) -> TensorLoader | None:
         arrays = data.arrays[name]
