@@ -1,0 +1,131 @@
+"""Your own images: `--data folder:PATH`, one sub-folder per class (the layout of torchvision's
+ImageFolder and of the book's hotdog set):
+
+    PATH/cat/001.jpg, PATH/cat/002.png, ...
+    PATH/dog/xyz.jpeg, ...
+
+Every image is decoded once with pillow, resized to size x size (the `size` data option, default
+the run's --resize, else 64) and converted to RGB (or gray with `channels=1`); the uint8 tensor
+(N, C, size, size) is cached as a safetensors file in the cache folder ($DIVEKIT_CACHE), keyed by
+the folder's path, its file list with sizes and modification times, the size and the channels, so
+a changed folder is decoded again. Files pillow cannot read (text files, corrupt images) and files
+outside the class folders are skipped and reported in a warning, with their count; they are never
+counted as examples.
+
+A seeded random `valid` fraction (default 0.2; the `split_seed` data option, default 0, fixes it
+across training seeds) becomes the validation split. Data options: `size`, `channels`, `valid`,
+`split_seed`, e.g. `--data-arg size=96 --data-arg valid=0.1`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError
+from ..io import atomic_save_file, read_safetensors
+from . import hub
+from .images import UnreadableImage, read_image
+from .loader import split
+
+PREFIX = "folder:"
+DEFAULTS = {"batch_size": 32, "epochs": 10}  # the config defaults of folder datasets (few images, small batches)
+HEADER_KEY = "divekit.folder"
+FORMAT_VERSION = 1
+
+
+def is_folder_spec(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[Path]]:
+    """(class names, [(file, class index)], files outside any class folder), all sorted."""
+    if not root.is_dir():
+        raise DataError(f"--data folder:{root}: no such folder. Give a folder with one sub-folder of images per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    if len(class_dirs) < 2:
+        raise DataError(f"--data folder:{root} has {len(class_dirs)} sub-folder(s); image classification needs one "
+                        "sub-folder per class and at least 2 classes (e.g. PATH/cats/*.jpg, PATH/dogs/*.jpg)")
+    files = [(f, i) for i, d in enumerate(class_dirs) for f in sorted(d.rglob("*")) if f.is_file()]
+    stray = sorted(p for p in root.iterdir() if p.is_file())
+    return [d.name for d in class_dirs], files, stray
+
+
+def cache_path(root: Path, files: list[tuple[Path, int]], size: int, channels: int) -> Path:
+    """Where the decoded tensors of this folder, in this state, at this size are cached."""
+    listing = [(str(f.relative_to(root)), label, f.stat().st_size, f.stat().st_mtime_ns) for f, label in files]
+    key = json.dumps([FORMAT_VERSION, str(root.resolve()), size, channels, listing])
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    return hub.cache_dir() / "folders" / f"{root.resolve().name}-{size}px-{channels}ch-{digest}.safetensors"
+
+
+def decode_folder(root: str | Path, size: int = 64, channels: int = 3,
+                  cache: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    """Images (N, C, size, size) uint8, labels (N,), class names, and the skipped files as
+    "relative/path: reason" strings. Decoded once, then read from the cache."""
+    if channels not in (1, 3):
+        raise DataError(f"--data-arg channels must be 1 (gray) or 3 (RGB), got {channels}")
+    if size < 1:
+        raise DataError(f"--data-arg size must be a positive image size, got {size}")
+    root = Path(root).expanduser()
+    classes, files, stray = scan(root)
+    path = cache_path(root, files, size, channels)
+    if cache and path.is_file():
+        try:
+            tensors, header = read_safetensors(path, HEADER_KEY)
+            return tensors["x"], tensors["y"], header["classes"], header["skipped"]
+        except (DataError, KeyError, TypeError, ValueError):
+            pass  # an unreadable cache file is rebuilt below
+    mode = "RGB" if channels == 3 else "L"
+    images, labels, skipped = [], [], [f"{p.name}: outside the class folders" for p in stray]
+    for f, label in files:
+        try:
+            images.append(read_image(f, mode, size))
+            labels.append(label)
+        except UnreadableImage as e:
+            skipped.append(f"{f.relative_to(root)}: {e.reason}")
+    counts = torch.bincount(torch.tensor(labels, dtype=torch.long), minlength=len(classes))
+    empty = [c for c, n in zip(classes, counts.tolist()) if n == 0]
+    if empty:
+        raise DataError(f"--data folder:{root}: class folder(s) {empty} hold no readable image"
+                        + (f" ({len(skipped)} files skipped: {skipped[:3]})" if skipped else ""))
+    x = torch.stack(images)  # (N, C, size, size)
+    y = torch.tensor(labels, dtype=torch.long)
+    if cache:
+        atomic_save_file({"x": x, "y": y}, path, {HEADER_KEY: json.dumps({"classes": classes, "skipped": skipped})})
+    return x, y, classes, skipped
+
+
+def load_folder_dataset(name: str, *, batch_size: int, seed: int = 0, device=None, resize: int | None = None,
+                        augment: str | None = None, data_dir=None, size: int | None = None, channels: int = 3,
+                        valid: float = 0.2, split_seed: int = 0, **unknown):
+    """The DataBundle of `folder:PATH`: training and validation splits of the folder's images."""
+    from .datasets import image_classification
+
+    if unknown:
+        raise DataError(f"unknown data option(s) {sorted(unknown)} for {name}; folder datasets take size, channels, "
+                        "valid and split_seed")
+    if not 0 <= valid < 1:
+        raise DataError(f"--data-arg valid is the validation fraction and must be in [0, 1), got {valid}")
+    root = Path(name[len(PREFIX):]).expanduser()
+    size = int(size or resize or 64)
+    x, y, classes, skipped = decode_folder(root, size, int(channels))
+    if skipped:
+        shown = "\n  ".join(skipped[:20]) + (f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
+        warnings.warn(f"{root}: skipped {len(skipped)} file(s) that are not readable images (used {len(x)}):\n  {shown}",
+                      stacklevel=2)
+    n_valid = max(1, round(valid * len(x))) if valid > 0 else 0
+    if len(x) - n_valid < 1:
+        raise DataError(f"--data folder:{root} has only {len(x)} readable image(s): too few to split off validation")
+    train_idx, valid_idx = split(len(x), [1 - n_valid / len(x), n_valid / len(x)], seed=split_seed)
+    bundle = image_classification(
+        name, x[train_idx], y[train_idx], x[valid_idx], y[valid_idx], classes, batch_size=batch_size, seed=seed,
+        device=device, resize=resize if resize and resize != size else None, augment=augment,
+    )
+    bundle.valid, bundle.test = (bundle.test if n_valid else None), None  # the held-out split is validation
+    bundle.context["skipped_files"] = len(skipped)
+    return bundle
