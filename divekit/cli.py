@@ -30,6 +30,11 @@ def _model_arg(text: str) -> tuple[str, object]:
 # Verbs defined beside their feature (detection, style transfer, BERT ...): VERB -> module.
 # Each module defines `add_parser(sub)` (adds its subparser to `sub`) and `run(args) -> int`.
 VERB_MODULES: dict[str, str] = {
+    "bench": "divekit.bench",
+    "detect": "divekit.detection.detect",
+    "segment": "divekit.segmentation",
+    "stylize": "divekit.style",
+    "embed": "divekit.embed",
 }
 
 
@@ -71,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
     t.add_argument("--precision", help="fp32 (default), bf16 (autocast) or fp16 (autocast + gradient scaler, CUDA)")
     t.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout for CNNs")
+    t.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the model (its compilation is not counted in the run's seconds)")
+    t.add_argument("--optimizer-impl", help="torch optimizers: auto (default), for-loop, foreach or fused")
     t.add_argument("--data-dir", help="dataset cache folder (default: $DIVEKIT_DATA or ~/.cache/divekit/data)")
     t.add_argument("--out", help="run folder (default: runs/MODEL-DATA-TIME)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
@@ -79,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keyword argument for the model factory (repeatable)")
     t.add_argument("--data-arg", type=_model_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. num_steps=64 or sampling=sequential (repeatable)")
+    t.add_argument("--target", metavar="COLUMN", help="--data csv:PATH: the column to predict")
+    t.add_argument("--features", metavar="A,B,C", help="--data csv:PATH: the input columns (default: all but the "
+                   "target and the id column)")
+    t.add_argument("--init-from", metavar="PATH", help="fine-tune: start from pretrained weights (a run folder, "
+                   ".safetensors, or a .pt/.pth state dict); the output layer is replaced for the new classes")
+    t.add_argument("--head-lr-mult", type=float, help="fine-tune: the output layer's lr is lr x this (default 10)")
+    t.add_argument("--freeze-body", action="store_true", default=None,
+                   help="fine-tune: train only the new output layer; the pretrained body stays fixed")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the final metrics as JSON on the last line")
 
@@ -89,9 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
 
-    pr = sub.add_parser("predict", help="classify image files with a run's model")
+    pr = sub.add_parser("predict", help="classify image files, or predict the rows of CSV files, with a run's model")
     pr.add_argument("run_dir")
-    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (png, jpg, ...)")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (png, jpg, ...), or CSV files for a run "
+                    "trained with --data csv:PATH")
+    pr.add_argument("--out", metavar="FILE", help="CSV inputs: write the predictions there (default: print them)")
+    pr.add_argument("--proba", action="store_true", help="CSV inputs: add a probability column per class")
     pr.add_argument("--top", type=int, default=3, help="show the TOP most likely classes")
     pr.add_argument("--invert", action="store_true", help="invert gray levels (dark ink on white paper -> MNIST style)")
     pr.add_argument("--json", action="store_true")
@@ -159,7 +178,8 @@ def _print_json(obj) -> None:
 TRAIN_FLAGS = (
     "recipe", "model", "data", "epochs", "lr", "batch_size", "resize", "augment", "label_smoothing", "seed",
     "optimizer", "momentum", "weight_decay", "scheduler", "warmup_epochs", "grad_clip", "time_limit", "eval_every", "patience",
-    "monitor", "device", "precision", "channels_last", "data_dir", "out",
+    "monitor", "device", "precision", "channels_last", "data_dir", "out", "compile", "optimizer_impl",
+    "init_from", "head_lr_mult", "freeze_body",
 )
 
 
@@ -173,6 +193,9 @@ def cmd_train(args) -> int:
         flags["scheduler_args"] = dict(args.scheduler_arg)
     if args.data_arg:
         flags["data_args"] = dict(args.data_arg)
+    table = {k: v for k, v in (("target", args.target), ("features", args.features)) if v is not None}
+    if table:  # --data csv:PATH options
+        flags["data_args"] = {**flags.get("data_args", {}), **table}
     if args.resume:
         if args.config:
             raise DivekitError("--config cannot be combined with --resume: the run folder holds the config")
@@ -182,6 +205,10 @@ def cmd_train(args) -> int:
 
         result = train(resolve_config(args.config, **flags), progress=not args.no_progress)
     summary = result.summary()
+    from .train import dist
+
+    if not dist.is_main():  # under torchrun, rank 0 reports
+        return 0
     if args.json:
         _print_json(summary)
     else:
@@ -202,21 +229,26 @@ def cmd_eval(args) -> int:
     if meta["task"] != "classification":
         raise DivekitError(f"`divekit eval` reports classification metrics; {args.run_dir} is a {meta['task']} run "
                            "(its metrics.json has the test loss per epoch)")
+    if cfg["data"].startswith("csv:"):
+        raise DivekitError(f"`divekit eval` reports on a test split; {args.run_dir} was trained on a CSV file, whose "
+                           "held-out rows are its validation split (metrics.json has valid_acc per epoch); "
+                           "use `divekit predict RUN_DIR new.csv` for new rows")
     device = next(model.parameters()).device
     data = load_dataset(cfg["data"], batch_size=cfg["batch_size"], resize=cfg["resize"], seed=cfg["seed"],
-                        device=device, data_dir=args.data_dir or cfg["data_dir"])
+                        device=device, data_dir=args.data_dir or cfg["data_dir"], **cfg.get("data_args", {}))
+    split = "test" if data.test is not None else "valid"  # an image folder has a validation split only
     classes = meta["classes"]
-    report = classification_report(model, data.test, len(classes))
+    report = classification_report(model, data.loaders()[split], len(classes))
     plot = save_figure(confusion_figure(report["confusion"], classes), Path(args.run_dir) / "confusion.png")
-    out = {"run_dir": args.run_dir, "checkpoint": ckpt.path.name, "test_loss": round(report["loss"], 6),
-           "test_acc": round(report["acc"], 6), "n": report["n"],
+    out = {"run_dir": args.run_dir, "checkpoint": ckpt.path.name, "split": split,
+           f"{split}_loss": round(report["loss"], 6), f"{split}_acc": round(report["acc"], 6), "n": report["n"],
            "per_class_acc": {c: round(a, 4) for c, a in zip(classes, report["per_class_acc"])},
            "confusion_plot": str(plot)}
     if args.json:
         _print_json(out)
     else:
-        print(f"{args.run_dir} ({ckpt.path.name}) on {cfg['data']} test split, {report['n']} examples")
-        print(f"test loss {report['loss']:.4f}   test accuracy {report['acc']:.4f}")
+        print(f"{args.run_dir} ({ckpt.path.name}) on {cfg['data']} {split} split, {report['n']} examples")
+        print(f"{split} loss {report['loss']:.4f}   {split} accuracy {report['acc']:.4f}")
         for c, a in out["per_class_acc"].items():
             print(f"  {c:>12s}  {a:.4f}")
         print(f"confusion matrix: {plot}")
@@ -224,6 +256,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    if any(str(p).lower().endswith(".csv") for p in args.inputs):
+        from .data.csv_data import run_predict
+
+        return run_predict(args)
     from .train.api import load_run
     from .train.predict import predict_images
 
@@ -334,6 +370,15 @@ def cmd_data(args) -> int:
     return 1 if bad else 0
 
 
+def _process_group(args):
+    """Under torchrun, `divekit train` joins the process group for its run (see divekit.train.dist)."""
+    if args.verb != "train":
+        return contextlib.nullcontext()
+    from .train import dist
+
+    return dist.process_group(device=args.device or "auto")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "generate": cmd_generate, "translate": cmd_translate, "list": cmd_list, "data": cmd_data,
@@ -342,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     for verb in VERB_MODULES:
         handlers[verb] = _verb_module(verb).run
     try:
-        return handlers[args.verb](args)
+        with _process_group(args):
+            return handlers[args.verb](args)
     except DivekitError as e:
         print(f"divekit: error: {e}", file=sys.stderr)
         if getattr(args, "json", False):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, did_you_mean
-from .optim import OPTIMIZERS
+from .optim import OPTIMIZER_IMPLS, OPTIMIZERS
 from .schedules import build_schedule
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -46,6 +46,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or GPU) | fp16 (autocast + gradient scaler, CUDA only)
     channels_last: bool = False  # NHWC memory layout for CNNs
+    compile: bool = False  # torch.compile the model; its warm-up (compilation) is not counted in `seconds`
+    optimizer_impl: str = "auto"  # torch optimizers: auto (torch's choice) | for-loop | foreach | fused
     data_dir: str | None = None  # where datasets are cached; default: $DIVEKIT_DATA or the user cache
     out: str | None = None  # run folder; default: runs/<model>-<data>-<time>
     time_limit: float | None = None  # seconds of training; the running epoch is cut short, evaluated, and training stops
@@ -55,6 +57,9 @@ class TrainConfig:
     log_every: int = 50  # steps between progress-bar updates (each update reads the metrics once)
     model_args: dict[str, Any] = field(default_factory=dict)  # keyword overrides for create_model
     data_args: dict[str, Any] = field(default_factory=dict)  # dataset options, e.g. {"num_steps": 32}
+    init_from: str | None = None  # fine-tuning: pretrained weights (a run folder or a weights file); see divekit.finetune
+    head_lr_mult: float = 10.0  # fine-tuning: the new output layer trains at lr * head_lr_mult (book 14.2)
+    freeze_body: bool = False  # fine-tuning: train only the output layer (at lr), the pretrained body stays fixed
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the option if any value is out of range."""
@@ -71,6 +76,8 @@ class TrainConfig:
             (self.log_every >= 1, "log_every", "must be at least 1"),
             (self.eval_every >= 1, "eval_every", "must be at least 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
+            (self.head_lr_mult > 0, "head_lr_mult", "must be positive"),
+            (not self.freeze_body or bool(self.init_from), "freeze_body", "needs --init-from (pretrained weights to freeze)"),
         ]
         for ok, name, why in checks:
             if not ok:
@@ -85,6 +92,8 @@ class TrainConfig:
             raise ConfigError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.optimizer_impl not in OPTIMIZER_IMPLS:
+            raise ConfigError(f"--optimizer-impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got {self.optimizer_impl!r}")
         if not (self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         return self

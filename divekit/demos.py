@@ -163,6 +163,14 @@ def sequence(out: Path) -> dict:
     return autoregression_demo(out)
 
 
+@demo("logistic")
+def logistic(out: Path) -> dict:
+    """Logistic regression on hours studied -> passed (20 students): the MLE fit and the sigmoid with its 0.5 line."""
+    from .logistic import hours_to_pass_demo
+
+    return hours_to_pass_demo(out)
+
+
 @demo("zipf")
 def zipf(out: Path) -> dict:
     """Word, bigram and trigram frequencies of The Time Machine against rank, log-log (book 9.3)."""
@@ -199,3 +207,12 @@ def attention(out: Path) -> dict:
     result = nadaraya_watson_demo(out)
     result["plots"]["positional_encoding"] = str(positional_encoding_plot(out / "positional_encoding.png"))
     return result
+
+
+@demo("augment")
+def augment(out: Path, data_dir: str | None = None, seed: int = 0) -> dict:
+    """The book's augmentations of img/cat1.jpg: flips, random resized crops, color jitter (book 14.1)."""
+    from .augmentation import augmentation_grids, book_image
+
+    image = book_image("cat1.jpg", data_dir)
+    return {"image": str(image), "seed": seed, "plots": augmentation_grids(image, out, seed=seed)}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
+import torch.distributed
 
 from .errors import ConfigError
 
@@ -21,12 +24,15 @@ def best_device() -> torch.device:
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """'auto' -> best_device(); otherwise check the named device exists."""
+    """'auto' -> best_device(); otherwise check the named device exists. Under torchrun, 'cuda'
+    (or 'auto' on a GPU machine) is the process's own GPU, cuda:LOCAL_RANK."""
     if isinstance(name, torch.device):
         return name
+    dev = best_device() if name == "auto" else torch.device(name)
+    if dev.type == "cuda" and dev.index is None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))  # under torchrun: process i on GPU i
     if name == "auto":
-        return best_device()
-    dev = torch.device(name)
+        return dev
     if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= num_gpus()):
         raise ConfigError(f"--device {name}: this machine has {num_gpus()} CUDA GPU(s); use --device cpu or auto")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

@@ -12,6 +12,7 @@ so that the scratch and built-in versions agree to rounding error:
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 import torch
@@ -208,20 +209,47 @@ class Adam(torch.optim.Optimizer):
         return loss
 
 
-def _scratch_sgd(params, lr, momentum=0.0, weight_decay=0.0):
+# how a torch optimizer loops over the parameters: auto (torch's default: foreach on CUDA, a
+# for-loop on the CPU), a Python for-loop, foreach (one multi-tensor kernel per operation) or
+# fused (one kernel for the whole update; SGD, Adam, AdamW and Adagrad, CUDA and CPU)
+OPTIMIZER_IMPLS = ("auto", "for-loop", "foreach", "fused")
+
+
+def _impl_kwargs(optimizer, impl: str) -> dict:
+    """The foreach/fused keyword arguments of a torch optimizer class for `impl`."""
+    if impl == "auto":
+        return {}
+    if impl not in OPTIMIZER_IMPLS:
+        raise ConfigError(f"optimizer implementation must be one of {', '.join(OPTIMIZER_IMPLS)}, got {impl!r}")
+    if not optimizer.__module__.startswith("torch.optim"):
+        raise ConfigError(f"--optimizer-impl {impl} applies to torch's optimizers; {optimizer.__name__} is divekit's "
+                          "from-scratch version (a plain loop over the parameters): drop the flag or use torch's")
+    accepted = inspect.signature(optimizer.__init__).parameters
+    if impl == "fused":
+        if "fused" not in accepted:
+            raise ConfigError(f"torch.optim.{optimizer.__name__} has no fused implementation in torch {torch.__version__}; "
+                              "use --optimizer-impl foreach")
+        return {"fused": True}
+    return {"foreach": impl == "foreach"}
+
+
+def _scratch_sgd(params, lr, momentum=0.0, weight_decay=0.0, impl="auto"):
+    _impl_kwargs(SGD, impl)
     if momentum or weight_decay:
         raise ConfigError("sgd-scratch is the book's plain SGD: use --optimizer sgd for momentum or weight decay")
     return SGD(params, lr=lr)
 
 
 def _build(
-    optimizer, params, lr, momentum=0.0, weight_decay=0.0, *, momentum_as: str | None = None, default_momentum=0.0
+    optimizer, params, lr, momentum=0.0, weight_decay=0.0, impl="auto", *, momentum_as: str | None = None,
+    default_momentum=0.0,
 ):
-    """optimizer(params, lr, weight_decay), with --momentum passed as `momentum_as` (0 means default_momentum).
+    """optimizer(params, lr, weight_decay), with --momentum passed as `momentum_as` (0 means default_momentum)
+    and the implementation `impl` (see OPTIMIZER_IMPLS).
 
     An optimizer without a momentum hyperparameter refuses a nonzero --momentum rather than ignore it.
     """
-    kwargs = {"lr": lr, "weight_decay": weight_decay}
+    kwargs = {"lr": lr, "weight_decay": weight_decay, **_impl_kwargs(optimizer, impl)}
     if momentum_as is not None:
         kwargs[momentum_as] = momentum or default_momentum
     elif momentum:
@@ -249,8 +277,10 @@ OPTIMIZERS = {
 }
 
 
-def build_optimizer(name: str, params, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
-    """An optimizer by its config name (see OPTIMIZERS)."""
+def build_optimizer(name: str, params, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                    impl: str = "auto"):
+    """An optimizer by its config name (see OPTIMIZERS); `impl` picks torch's for-loop, foreach or
+    fused implementation (see OPTIMIZER_IMPLS)."""
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return OPTIMIZERS[name](params, lr=lr, momentum=momentum, weight_decay=weight_decay, impl=impl)

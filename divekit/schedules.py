@@ -117,14 +117,22 @@ class OneCycle(Schedule):
 
 
 class Plateau(Schedule):
-    """Multiply lr by `factor` when the monitored loss has not improved (by a relative threshold)
-    for `patience` epochs (torch ReduceLROnPlateau, mode 'min')."""
+    """Multiply lr by `factor` when the monitored metric has not improved (by a relative threshold)
+    for `patience` epochs (torch ReduceLROnPlateau). `mode` "min" watches a loss, "max" an
+    accuracy; the trainer sets it from --monitor."""
 
-    def __init__(self, factor: float = 0.1, patience: int = 2, threshold: float = 1e-4, min_factor: float = 0.0):
+    def __init__(self, factor: float = 0.1, patience: int = 2, threshold: float = 1e-4, min_factor: float = 0.0,
+                 mode: str = "min"):
         if not 0 < factor < 1 or patience < 0:
             raise ConfigError(f"plateau needs 0 < factor < 1 and patience >= 0, got {factor}, {patience}")
+        if mode not in ("min", "max"):
+            raise ConfigError(f"plateau mode must be min (a loss) or max (an accuracy), got {mode!r}")
         self.decay, self.patience, self.threshold, self.min_factor = factor, patience, threshold, min_factor
-        self.scale, self.best, self.bad_epochs = 1.0, math.inf, 0
+        self.mode = mode
+        self.scale, self.best, self.bad_epochs = 1.0, self._worst(), 0
+
+    def _worst(self) -> float:
+        return math.inf if self.mode == "min" else -math.inf
 
     def factor(self, epoch, step, steps_per_epoch):
         return self.scale
@@ -132,7 +140,11 @@ class Plateau(Schedule):
     def on_epoch_end(self, metric):
         if metric is None:
             return
-        if metric < self.best * (1 - self.threshold):
+        if self.mode == "min":
+            improved = metric < self.best * (1 - self.threshold)
+        else:
+            improved = metric > self.best * (1 + self.threshold)
+        if improved:
             self.best, self.bad_epochs = metric, 0
         else:
             self.bad_epochs += 1
@@ -144,7 +156,7 @@ class Plateau(Schedule):
 
     def load_state_dict(self, state):
         self.scale, self.bad_epochs = state["scale"], state["bad_epochs"]
-        self.best = math.inf if state["best"] is None else state["best"]
+        self.best = self._worst() if state["best"] is None else state["best"]
 
 
 SCHEDULES = {"step": Step, "multistep": MultiStep, "exponential": Exponential, "cosine": Cosine,

@@ -15,7 +15,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..registry import Registry, call_with_known
 from . import hub
-from .loader import TensorLoader
+from .loader import TensorLoader, stratified_subset
 from .synthetic import synthetic_linear
 from .transforms import image_transform, random_crop, random_hflip, resize as resize_fn, to_float
 from .vision import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_digits_tensors, load_idx_set
@@ -64,7 +64,17 @@ def load_dataset(
     image datasets; extra `kwargs` go to
     the dataset's factory.
     """
-    entry = DATASETS.get(name)
+    if name.startswith("folder:"):  # the user's own images, one sub-folder per class
+        from .folder import load_folder_dataset
+
+        return load_folder_dataset(name, batch_size=batch_size, resize=resize, augment=augment, seed=seed,
+                                   device=device, **kwargs)
+    if name.startswith("csv:"):  # the user's own table (divekit.data.csv_data)
+        from .csv_data import csv_entry
+
+        entry = csv_entry(name)
+    else:
+        entry = DATASETS.get(name)
     overrides = dict(kwargs)
     if resize is not None:
         overrides["resize"] = resize
@@ -148,10 +158,21 @@ def digits(*, batch_size, seed, device, resize=None, augment=None):
     )
 
 
+def _train_subset(tensors, num_train: int | None, seed: int):
+    """(x_train, y_train, x_test, y_test) with the training split cut to `num_train` examples,
+    balanced over the classes and drawn with `seed` (the `num_train` data option: few-label runs)."""
+    if num_train is None:
+        return tensors
+    x_train, y_train, *test = tensors
+    keep = stratified_subset(y_train, int(num_train), seed)
+    return (x_train[keep], y_train[keep], *test)
+
+
 @register_dataset("fashion-mnist", defaults={"batch_size": 256, "epochs": 10}, tags=("image",))
-def fashion_mnist(*, batch_size, seed, device, data_dir=None, resize=None, augment=None):
+def fashion_mnist(*, batch_size, seed, device, data_dir=None, resize=None, augment=None, num_train=None, subset_seed=0):
     """Zalando's Fashion-MNIST: 60,000 + 10,000 28x28 grayscale images of 10 kinds of clothing."""
     tensors = load_idx_set(tuple(hub.fetch("fashion-mnist", data_dir)))
+    tensors = _train_subset(tensors, num_train, subset_seed)
     return image_classification(
         "fashion-mnist", *tensors, FASHION_MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize,
         augment=augment,
@@ -159,9 +180,10 @@ def fashion_mnist(*, batch_size, seed, device, data_dir=None, resize=None, augme
 
 
 @register_dataset("mnist", defaults={"batch_size": 256, "epochs": 10}, tags=("image",))
-def mnist(*, batch_size, seed, device, data_dir=None, resize=None, augment=None):
+def mnist(*, batch_size, seed, device, data_dir=None, resize=None, augment=None, num_train=None, subset_seed=0):
     """LeCun's MNIST handwritten digits: 60,000 + 10,000 28x28 grayscale images."""
     tensors = load_idx_set(tuple(hub.fetch("mnist", data_dir)))
+    tensors = _train_subset(tensors, num_train, subset_seed)
     return image_classification(
         "mnist", *tensors, MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize,
         augment=augment,
@@ -219,11 +241,20 @@ def time_machine(*, batch_size, seed, device, data_dir=None, num_steps=32, sampl
 
 
 @register_dataset("ptb", defaults={"batch_size": 32, "epochs": 10}, tags=("text",))
-def ptb(*, batch_size, seed, device, data_dir=None, num_steps=35, sampling="random"):
+def ptb(*, batch_size, seed, device, data_dir=None, num_steps=35, sampling="random", objective="lm", **bert_args):
     """The Penn Treebank for word-level language models: 10,000 words, its own valid and test texts.
 
-    Mikolov's preprocessing, <eos> at the end of every sentence."""
+    Mikolov's preprocessing, <eos> at the end of every sentence. objective="bert" (bert-small's
+    default): BERT pretraining pairs instead, see divekit.data.bert.ptb_pretraining_bundle."""
     from .text import language_model_bundle, load_corpus
+
+    if objective == "bert":
+        from .bert import ptb_pretraining_bundle
+
+        return ptb_pretraining_bundle(batch_size=batch_size, seed=seed, device=device, data_dir=data_dir, **bert_args)
+    if objective != "lm" or bert_args:
+        raise ConfigError(f"ptb: objective is 'lm' (language model) or 'bert'; got {objective!r}"
+                          + (f" with BERT-only options {', '.join(map(repr, bert_args))}" if bert_args else ""))
 
     corpus, vocab = load_corpus("ptb", data_dir=data_dir)
     valid, _ = load_corpus("ptb", split="valid", data_dir=data_dir, vocab=vocab)
@@ -232,3 +263,7 @@ def ptb(*, batch_size, seed, device, data_dir=None, num_steps=35, sampling="rand
                                  seed=seed, device=device, valid_corpus=valid, test_corpus=test, level="word")
 
 from . import translation  # noqa: E402,F401  (registers "fra-eng"; imports DataBundle and register_dataset from here)
+from . import binary  # noqa: E402,F401  (registers hours-to-pass and breast-cancer)
+from . import segmentation  # noqa: E402,F401  (registers voc2012 and shapes-segmentation)
+from . import bert  # noqa: E402,F401  (registers wikitext-2, ptb-bshift, snli-bert and the BERT tasks)
+from . import detection  # noqa: E402,F401  (registers banana-detection, bananas-synthetic and the detection task)

@@ -123,3 +123,26 @@ def split(n: int, fractions: Sequence[float], seed: int = 0) -> list[torch.Tenso
         out.append(order[start:stop])
         start = stop
     return out
+
+
+def stratified_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of `n` examples drawn at random, as evenly over the classes as they allow (sorted).
+
+    Classes take turns in a seeded random order, each giving its next randomly chosen example,
+    so every class gets n // num_classes or one more (fewer only if it runs out).
+    """
+    if not 0 < n <= len(labels):
+        raise ConfigError(f"a subset needs between 1 and {len(labels)} examples, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=g)
+    shuffled = labels[order]
+    # rank of each example within its class in the shuffled order: 0 for the first of its class, ...
+    by_class = torch.argsort(shuffled, stable=True)
+    counts = torch.bincount(shuffled)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(by_class)
+    rank[by_class] = torch.arange(len(labels)) - starts.repeat_interleave(counts)
+    # take all rank-0 examples (one per class), then rank 1, ...; ties broken by the class's random turn
+    class_turn = torch.randperm(len(counts), generator=g)[shuffled]
+    key = rank * len(counts) + class_turn
+    return order[torch.argsort(key)[:n]].sort().values

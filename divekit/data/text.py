@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..errors import ConfigError, DataError, did_you_mean
+from ..train import dist
 from . import hub
 
 TOKEN_KINDS = ("char", "word")
@@ -364,9 +365,15 @@ class SeqLoader:
             evaluation pass over held-out text wants.
         seed: seeds the per-epoch generator.
         device: where the batches are.
+        rank, world_size: shard across processes; default: read from torch.distributed.
 
     `len(loader)` is the number of batches of every epoch: the count for the largest offset the
     sampler can draw, so the same for every epoch; iteration stops after that many.
+
+    Under torch.distributed, batch_size is per process: all ranks draw the same batches of
+    world_size * batch_size rows from the shared (seed, epoch) generator and rank r keeps rows
+    r * batch_size ... (r + 1) * batch_size - 1. Sequential partitioning stays sequential: row i of
+    a rank's batch continues row i of its previous batch.
     """
 
     def __init__(
@@ -378,6 +385,8 @@ class SeqLoader:
         shuffle: bool = True,
         seed: int = 0,
         device: torch.device | str | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
     ):
         if sampling not in SAMPLINGS:
             raise ConfigError(f"sampling {sampling!r} is not one of {', '.join(repr(s) for s in SAMPLINGS)}."
@@ -388,14 +397,15 @@ class SeqLoader:
         self.corpus = corpus.to(device) if device is not None else corpus
         self._batch_size, self._num_steps = batch_size, num_steps
         self.sampling, self.shuffle, self.seed = sampling, shuffle, seed
+        self._rank, self._world_size = rank, world_size
         self.sequential = sampling == "sequential"  # batches continue each other's rows: state may carry over
         self.epoch = 0
         # the largest offset the sampler draws: [0, num_steps - 1] random, [0, num_steps] sequential
         self._max_offset = 0 if not shuffle else num_steps if self.sequential else num_steps - 1
         if len(self) == 0:
-            need = batch_size * num_steps + 1 + self._max_offset
+            need = self._rows * num_steps + 1 + self._max_offset
             raise DataError(
-                f"a corpus of {len(self.corpus)} tokens is too short for one batch of batch_size={batch_size} "
+                f"a corpus of {len(self.corpus)} tokens is too short for one batch of batch_size={self._rows} "
                 f"x num_steps={num_steps} ({sampling} sampling{', shuffled' if shuffle else ''} needs at least "
                 f"{need} tokens); lower batch_size or num_steps, or use a longer text"
             )
@@ -407,6 +417,19 @@ class SeqLoader:
     @property
     def num_steps(self) -> int:
         return self._num_steps
+
+    @property
+    def rank(self) -> int:
+        return dist.rank() if self._rank is None else self._rank
+
+    @property
+    def world_size(self) -> int:
+        return dist.world_size() if self._world_size is None else self._world_size
+
+    @property
+    def _rows(self) -> int:
+        """Rows of the batches drawn for all ranks together."""
+        return self.batch_size * self.world_size
 
     @property
     def device(self) -> torch.device:
@@ -421,8 +444,8 @@ class SeqLoader:
         if usable < 0:
             return 0
         if self.sequential:
-            return (usable // self.batch_size) // self.num_steps  # columns per row // num_steps
-        return (usable // self.num_steps) // self.batch_size  # subsequences // batch_size
+            return (usable // self._rows) // self.num_steps  # columns per row // num_steps
+        return (usable // self.num_steps) // self._rows  # subsequences // rows per batch
 
     @property
     def num_tokens(self) -> int:
@@ -431,7 +454,10 @@ class SeqLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch) if self.shuffle else None
-        batches = SEQ_ITERATORS[self.sampling](self.corpus, self.batch_size, self.num_steps, generator)
+        batches = SEQ_ITERATORS[self.sampling](self.corpus, self._rows, self.num_steps, generator)
+        if self.world_size > 1:  # this rank's rows of every batch
+            rows = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+            batches = ((X[rows], Y[rows]) for X, Y in batches)
         # a smaller offset may give one batch more; every epoch yields len(self)
         return itertools.islice(batches, len(self))
 

@@ -126,3 +126,30 @@ def dropout_mlp_scratch(in_shape=(1, 28, 28), num_classes: int = 10, num_hiddens
                         dropouts: Sequence[float] = (0.2, 0.5)):
     """The book's dropout MLP with the hand-written dropout_layer (book 5.6.2)."""
     return DropoutMLPScratch(math.prod(in_shape), num_classes, num_hiddens, dropouts)
+
+
+class NormalizedMLP(MLP):
+    """An MLP whose inputs are first standardized with fixed constants, x <- (x - mean) / std.
+
+    Keeping the normalization in the model means a trained run takes raw [0, 1] images wherever
+    it is used (evaluation, `divekit predict`), with no data option to remember.
+    """
+
+    def __init__(self, num_inputs: int, num_outputs: int, num_hiddens: Sequence[int], mean: float, std: float,
+                 activation: str = "relu"):
+        super().__init__(num_inputs, num_outputs, num_hiddens, activation=activation)
+        self.mean, self.std = float(mean), float(std)
+
+    def forward(self, X):
+        return super().forward((X - self.mean) / self.std)
+
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # over MNIST's 60,000 training images, pixels in [0, 1]
+
+
+@register_model("mnist-mlp", defaults={"data": "mnist", "lr": 0.01, "momentum": 0.5, "batch_size": 64, "epochs": 10,
+                                       "optimizer": "sgd"}, tags=("image",))
+def mnist_mlp(in_shape=(1, 28, 28), num_classes: int = 10, num_hiddens: Sequence[int] = (512, 256, 128, 64),
+              mean: float = MNIST_MEAN, std: float = MNIST_STD):
+    """The PyTorch course's MNIST network: 784-512-256-128-64-10 ReLU, normalized inputs, SGD lr 0.01 momentum 0.5."""
+    return NormalizedMLP(math.prod(in_shape), num_classes, num_hiddens, mean, std)

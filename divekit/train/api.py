@@ -44,8 +44,8 @@ class Result:
     def summary(self) -> dict[str, Any]:
         """The final figures as one JSON-able dict (what `--json` prints)."""
         out: dict[str, Any] = {"model": self.config.model, "data": self.config.data, "epochs": self.metrics.get("epoch")}
-        out.update({f"{split}_{m}": round(self.metrics[f"{split}_{m}"], 6) for split in ("train", "valid", "test")
-                    for m in ("loss", "acc", "ppl") if f"{split}_{m}" in self.metrics})
+        out.update({k: round(v, 6) for k, v in self.metrics.items()  # every metric of every split
+                    if k.startswith(("train_", "valid_", "test_")) and isinstance(v, (int, float))})
         out["seconds"] = self.metrics.get("seconds")
         out["run_dir"] = str(self.run_dir) if self.run_dir else None
         return out
@@ -65,12 +65,19 @@ def resolve_config(file: str | Path | None = None, **flags) -> TrainConfig:
         raise ConfigError("no model given: name one, e.g. `divekit train softmax-regression` (see `divekit list models`)")
     model_defaults = MODELS.get(user["model"]).defaults
     data = user.get("data") or model_defaults.get("data") or TrainConfig.data
-    data_defaults = DATASETS.get(data).defaults
+    if data.startswith("folder:"):  # the user's own images (divekit.data.folder)
+        from ..data.folder import DEFAULTS as data_defaults
+    elif data.startswith("csv:"):  # the user's own table (divekit.data.csv_data)
+        from ..data.csv_data import CSV_DEFAULTS as data_defaults
+    else:
+        data_defaults = DATASETS.get(data).defaults
     return resolve(data_defaults, model_defaults, {"data": data}, user)
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
-    base = Path("runs") / f"{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    kind, sep, path = cfg.data.partition(":")  # "folder:/home/me/photos" -> "folder-photos"
+    data = f"{kind}-{Path(path).stem or 'data'}" if sep else cfg.data
+    base = Path("runs") / f"{cfg.model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, i = base, 1
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1
@@ -154,19 +161,25 @@ def fit(
     if isinstance(config, dict):
         config = resolve(config)
     cfg = (config or TrainConfig()).validate()
+    dist.join_if_launched(cfg.device)  # a script run by torchrun that did not set up torch.distributed itself
     torch.manual_seed(cfg.seed)
     if isinstance(data, str):
-        data = load_dataset(data, batch_size=cfg.batch_size, resize=cfg.resize, augment=cfg.augment, seed=cfg.seed,
-                            device=resolve_device(cfg.device), data_dir=cfg.data_dir, **cfg.data_args)
+        with dist.main_first():  # under torchrun, rank 0 downloads and caches the dataset once
+            data = load_dataset(data, batch_size=cfg.batch_size, resize=cfg.resize, augment=cfg.augment, seed=cfg.seed,
+                                device=resolve_device(cfg.device), data_dir=cfg.data_dir, **cfg.data_args)
     name = _model_name(model, cfg)
     if isinstance(model, str):
         model = create_model(model, context=data.context, **cfg.model_args)
+    if cfg.init_from:  # fine-tuning: pretrained body, new head, per-group learning rates (divekit.finetune)
+        from ..finetune import prepare_finetune
+
+        optimizer = prepare_finetune(model, data, cfg, load_weights=resume_from is None, optimizer=optimizer)
     check_precision(cfg)
     preflight(model, data, cfg, task)
 
     if run_dir is None:
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    run_dir = Path(run_dir) if run_dir is not False else None
+    run_dir = Path(dist.broadcast_object(str(run_dir))) if run_dir is not False else None  # rank 0 names it
     cbs: list[Callback] = [ProgressBar()] if progress else []
     if run_dir is not None:
         if dist.is_main():
@@ -184,6 +197,7 @@ def fit(
         resume_from.load_optimizer(trainer.optimizer)
         trainer.load_state_dict(resume_from.meta["trainer"])
         resume_from.restore_rng()
+    dist.seed_ranks()  # under torchrun: one random stream per rank (dropout), after the shared model init
     metrics = trainer.fit()
     return Result(metrics, trainer.history, run_dir, trainer.model, cfg)
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..models.rnn import detach_state
 from ..models.seq2seq import masked_cross_entropy
+from .dist import unwrap
 
 
 class Task(ABC):
@@ -29,8 +30,10 @@ class Task(ABC):
 
     def loss(self, model, outputs, targets) -> torch.Tensor:
         """The model's own `loss` method if it has one (the book's scratch models), else the default."""
-        # looked up without nn.Module.__getattr__, whose miss path costs microseconds every step
-        own = model.__dict__.get("loss") or (model.loss if hasattr(type(model), "loss") else None)
+        # looked up without nn.Module.__getattr__, whose miss path costs microseconds every step,
+        # on the user's module (inside DistributedDataParallel or torch.compile)
+        inner = unwrap(model)
+        own = inner.__dict__.get("loss") or (inner.loss if hasattr(type(inner), "loss") else None)
         return own(outputs, targets) if callable(own) else self.default_loss(outputs, targets, model.training)
 
     @abstractmethod

@@ -6,6 +6,12 @@ carry state (`state_dict` / `load_state_dict`) that is saved in checkpoints.
 
 Metrics stay on the device as tensors during an epoch; they are read only every `log_every`
 steps (for the progress bar and the NaN check) and at the end of the epoch.
+
+Under torch.distributed (e.g. `torchrun`) the trainer steps a DistributedDataParallel wrapper of
+the model, so gradients are averaged over the processes in backward; `self.model` stays the plain
+module (checkpoints keep its key names), metrics are summed over the processes, and only rank 0
+writes files. With `config.compile` it steps a torch.compile'd model, compiled on one batch
+before the clock starts.
 """
 
 from __future__ import annotations
@@ -88,11 +94,24 @@ class Trainer:
         self.task = task or make_task(data.task, config, data.context)
         self.optimizer = optimizer or build_optimizer(
             config.optimizer, self.model.parameters(), lr=config.lr, momentum=config.momentum,
-            weight_decay=config.weight_decay,
+            weight_decay=config.weight_decay, impl=config.optimizer_impl,
         )
+        # the modules the loop calls: training goes through DistributedDataParallel (gradients
+        # averaged over processes) when distributed; both are compiled with config.compile
+        self.train_model = dist.data_parallel(self.model, self.device)
+        self.eval_model = self.model
+        if config.compile:
+            self.train_model = torch.compile(self.train_model)
+            self.eval_model = torch.compile(self.model) if self.train_model is not self.model else self.train_model
+        self.compile_seconds = 0.0  # torch.compile's warm-up, not counted in `seconds`
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])  # schedules scale each group's base rate
-        self.schedule = build_schedule(config.scheduler, config.epochs, config.warmup_epochs, **config.scheduler_args)
+        schedule_args = dict(config.scheduler_args)
+        if config.scheduler == "plateau" and config.monitor and "mode" not in schedule_args:
+            from .callbacks import monitor_mode  # (callbacks imports this module)
+
+            schedule_args["mode"] = monitor_mode(config.monitor)  # --monitor valid_acc: decay when it stops rising
+        self.schedule = build_schedule(config.scheduler, config.epochs, config.warmup_epochs, **schedule_args)
         self.callbacks = list(callbacks)
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
@@ -104,6 +123,10 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train until config.epochs (or early stopping, or --time-limit); returns the last epoch's metrics."""
         self._call("on_fit_start")
+        if self.config.compile and self.epoch < self.config.epochs:
+            self.compile_seconds = self._warm_up()
+            if dist.is_main():
+                print(f"torch.compile: {self.compile_seconds:.1f} s of compilation (not counted in the run's seconds)")
         self._deadline = time.perf_counter() + self.config.time_limit if self.config.time_limit else math.inf
         self._out_of_time = False
         with contextlib.suppress(StopTraining):  # a callback ended training early
@@ -130,8 +153,8 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training data; returns train_* metrics."""
-        model, opt, loader, cfg = self.model, self.optimizer, self.data.train, self.config
-        model.train()
+        loader, cfg = self.data.train, self.config
+        self.train_model.train()
         loader.set_epoch(epoch)
         self.task.reset(loader)
         steps = len(loader)
@@ -144,56 +167,103 @@ class Trainer:
         for step, batch in enumerate(loader):
             if schedule is not None and schedule.per_step:
                 self._set_lr(schedule.factor(epoch, step, steps))
-            loss, batch_sums, n = self._forward(batch)
-            opt.zero_grad(set_to_none=True)
-            if self.scaler is None:
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-            else:  # fp16: scale the loss so small gradients do not underflow, unscale before clipping
-                self.scaler.scale(loss).backward()
-                if cfg.grad_clip is not None:
-                    self.scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                self.scaler.step(opt)
-                self.scaler.update()
+            batch_sums, n = self.train_step(batch)
             for k, v in batch_sums.items():
                 sums.setdefault(k, []).append(v)
             counts.append(n)
             self._call("on_step_end", step)
             out_of_time = time.perf_counter() > self._deadline
+            if dist.is_distributed() and self._deadline < math.inf:  # all ranks must stop at the same step
+                out_of_time = (step + 1) % cfg.log_every == 0 and dist.any_rank(out_of_time, self.device)
             if (step + 1) % cfg.log_every == 0 or step + 1 == steps or out_of_time:
                 self._call("on_log", self._running(epoch, step, sums, counts))
             if out_of_time:  # --time-limit: this epoch ends here, is evaluated, and training stops
                 self._out_of_time = True
                 break
+        dist.sync_buffers(self.model)  # every rank evaluates (and rank 0 saves) rank 0's batch-norm statistics
         return {f"train_{k}": v for k, v in self._reduce(sums, counts).items()}
+
+    def train_step(self, batch) -> tuple[dict[str, torch.Tensor], int]:
+        """One optimizer step on `batch`; returns the task's metric sums and its number of examples."""
+        opt, cfg = self.optimizer, self.config
+        loss, batch_sums, n = self._forward(batch, self.train_model)
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            opt.step()
+        else:  # fp16: scale the loss so small gradients do not underflow, unscale before clipping
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip is not None:
+                self.scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.scaler.step(opt)
+            self.scaler.update()
+        return batch_sums, n
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict[str, float]:
         """Average task metrics over `loader` in eval mode (dropout off, batch norm frozen)."""
         was_training = self.model.training
-        self.model.eval()
+        self.eval_model.eval()
         self.task.reset(loader)
         totals: dict[str, torch.Tensor] = {}
         n = 0
         for batch in loader:
-            _, batch_sums, k = self._forward(batch)
+            _, batch_sums, k = self._forward(batch, self.eval_model)
             for name, v in batch_sums.items():
                 totals[name] = totals.get(name, 0) + v
             n += k
-        self.model.train(was_training)
+        self.eval_model.train(was_training)
         return self._summarize(totals, n) if n else {}
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _forward(self, batch):
-        """task.step under the configured precision and memory format."""
+    def _forward(self, batch, model: torch.nn.Module):
+        """task.step of `model` under the configured precision and memory format."""
         if self.config.channels_last and batch[0].dim() == 4 and batch[0].is_floating_point():
             batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
         with self.autocast():
-            return self.task.step(self.model, batch)
+            return self.task.step(model, batch)
+
+    def _warm_up(self) -> float:
+        """Seconds to compile (torch.compile) the training and evaluation steps on one batch each.
+
+        Runs forward and backward without an optimizer step, then puts back the batch-norm
+        statistics, the gradients (none) and the random state, so the run is the one it would be
+        without the warm-up.
+        """
+        start = time.perf_counter()
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        self.train_model.train()
+        self.task.reset(self.data.train)
+        loss, _, _ = self._forward(next(iter(self.data.train)), self.train_model)
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        held_out = [loader for split, loader in self.data.loaders().items() if split != "train"]
+        if held_out:
+            self.evaluate_batch(next(iter(held_out[0])), held_out[0])
+        with torch.no_grad():
+            for b, saved in zip(self.model.buffers(), buffers):
+                b.copy_(saved)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    @torch.no_grad()
+    def evaluate_batch(self, batch, loader) -> tuple[dict[str, torch.Tensor], int]:
+        """The task's metric sums on one batch in eval mode (what `evaluate` does per batch)."""
+        was_training = self.model.training
+        self.eval_model.eval()
+        self.task.reset(loader)
+        _, batch_sums, n = self._forward(batch, self.eval_model)
+        self.eval_model.train(was_training)
+        return batch_sums, n
 
     def _running(self, epoch: int, step: int, sums, counts) -> dict[str, float]:
         """Metrics so far this epoch (one host read); raises TrainingDiverged on NaN/inf loss."""
