@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .data.images import open_image
 from .errors import DivekitError
 
 # torchvision's vgg19 (configuration "E"): channels of each 3x3 conv, "M" for a 2x2 max pool
@@ -258,17 +259,6 @@ def stylize(content_X: torch.Tensor, style_X: torch.Tensor, net: nn.Sequential, 
 # the `divekit stylize` verb
 
 
-def _open_image(path: str) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise DivekitError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DivekitError(f"{path} is not a readable image ({e}); give PNG or JPEG files") from None
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("stylize", help="style transfer: CONTENT painted in the style of STYLE (book 14.12)",
                        description="Neural style transfer (book 14.12). Without --weights the VGG-19 feature "
@@ -297,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 0 or args.size < 8 or args.lr <= 0 or args.lr_decay_epoch < 1:
         raise DivekitError("--steps must be >= 0, --size >= 8, --lr > 0 and --lr-decay-epoch >= 1")
-    content_img, style_img = _open_image(args.content), _open_image(args.style)
+    content_img, style_img = open_image(args.content), open_image(args.style)
     shape = (args.size, max(8, round(args.size * content_img.width / content_img.height)))
     device = resolve_device(args.device)
     net, source = feature_extractor(args.weights, args.seed)

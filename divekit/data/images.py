@@ -22,8 +22,27 @@ class UnreadableImage(DataError):
     """A file that is missing or that pillow cannot decode; `reason` says why."""
 
     def __init__(self, path, reason: str):
-        super().__init__(f"{path} is not a readable image ({reason}); give a PNG, JPEG, BMP, GIF, TIFF or WebP file")
+        super().__init__(f"{path} does not exist" if reason == NO_FILE else
+                         f"{path} is not a readable image ({reason}); give a PNG, JPEG, BMP, GIF, TIFF or WebP file")
         self.path, self.reason = path, reason
+
+
+NO_FILE = "no such file"
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """The decoded pillow image of a file; a missing, unreadable or non-image file raises
+    UnreadableImage (a DataError) naming it."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except FileNotFoundError:
+        raise UnreadableImage(path, NO_FILE) from None
+    except UnidentifiedImageError:
+        raise UnreadableImage(path, "not an image format pillow knows") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UnreadableImage(path, f"{type(e).__name__}: {e}") from None
 
 
 def read_image(path: str | Path, mode: str = "RGB", size: int | tuple[int, int] | None = None) -> torch.Tensor:
@@ -34,20 +53,11 @@ def read_image(path: str | Path, mode: str = "RGB", size: int | tuple[int, int] 
     """
     if mode not in ("RGB", "L"):
         raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
-    try:
-        with Image.open(path) as img:
-            img = img.convert(mode)
-            if size is not None:
-                h, w = (size, size) if isinstance(size, int) else size
-                img = img.resize((w, h), Image.BILINEAR)
-            arr = np.array(img, dtype=np.uint8)  # (H, W) or (H, W, 3); a copy, so the file can close
-    except FileNotFoundError:
-        raise UnreadableImage(path, "no such file") from None
-    except UnidentifiedImageError:
-        raise UnreadableImage(path, "not an image format pillow knows") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UnreadableImage(path, f"{type(e).__name__}: {e}") from None
-    x = torch.from_numpy(arr)
+    img = open_image(path).convert(mode)
+    if size is not None:
+        h, w = (size, size) if isinstance(size, int) else size
+        img = img.resize((w, h), Image.BILINEAR)
+    x = torch.from_numpy(np.array(img, dtype=np.uint8))  # (H, W) or (H, W, 3)
     return x.unsqueeze(0) if mode == "L" else x.permute(2, 0, 1).contiguous()  # (H, W, C) -> (C, H, W)
 
 

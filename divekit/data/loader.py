@@ -19,7 +19,22 @@ from ..train import dist
 BatchTransform = Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]]
 
 
-class TensorLoader:
+class Sharded:
+    """The process a loader serves: `rank` of `world_size`, given or read from torch.distributed."""
+
+    _rank: int | None = None
+    _world_size: int | None = None
+
+    @property
+    def rank(self) -> int:
+        return dist.rank() if self._rank is None else self._rank
+
+    @property
+    def world_size(self) -> int:
+        return dist.world_size() if self._world_size is None else self._world_size
+
+
+class TensorLoader(Sharded):
     """Iterate over minibatches of equally long tensors.
 
     Args:
@@ -57,14 +72,6 @@ class TensorLoader:
         self.transform, self.seed = transform, seed
         self._rank, self._world_size = rank, world_size
         self.epoch = 0
-
-    @property
-    def rank(self) -> int:
-        return dist.rank() if self._rank is None else self._rank
-
-    @property
-    def world_size(self) -> int:
-        return dist.world_size() if self._world_size is None else self._world_size
 
     @property
     def device(self) -> torch.device:

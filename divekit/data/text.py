@@ -21,8 +21,8 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..errors import ConfigError, DataError, did_you_mean
-from ..train import dist
 from . import hub
+from .loader import Sharded
 
 TOKEN_KINDS = ("char", "word")
 SAMPLINGS = ("random", "sequential")
@@ -350,7 +350,7 @@ def seq_data_iter_sequential(
 SEQ_ITERATORS = {"random": seq_data_iter_random, "sequential": seq_data_iter_sequential}
 
 
-class SeqLoader:
+class SeqLoader(Sharded):
     """Minibatches (X, Y) of shape (batch_size, num_steps) cut from one long token sequence.
 
     The loader the trainer iterates for a language model, with TensorLoader's protocol
@@ -417,14 +417,6 @@ class SeqLoader:
     @property
     def num_steps(self) -> int:
         return self._num_steps
-
-    @property
-    def rank(self) -> int:
-        return dist.rank() if self._rank is None else self._rank
-
-    @property
-    def world_size(self) -> int:
-        return dist.world_size() if self._world_size is None else self._world_size
 
     @property
     def _rows(self) -> int:

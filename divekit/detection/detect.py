@@ -106,7 +106,7 @@ def detect_images(model: torch.nn.Module, meta: dict, paths, threshold: float = 
     device = next(model.parameters()).device
     results = []
     for path in paths:
-        original = load_image(path, (3, *_image_size(path)))  # (3, H0, W0), for drawing
+        original = load_image(path)  # (3, H0, W0), for drawing
         x = load_image(path, (3, h, w)).unsqueeze(0).to(device)
         rows = predict_boxes(model, x, nms_threshold)[0].cpu()
         rows = rows[(rows[:, 0] >= 0) & (rows[:, 1] >= threshold)]
@@ -122,18 +122,6 @@ def detect_images(model: torch.nn.Module, meta: dict, paths, threshold: float = 
                            for n, s, b in zip(names, rows[:, 1], boxes)],
         })
     return results
-
-
-def _image_size(path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return img.size[1], img.size[0]
-    except FileNotFoundError:
-        raise DivekitError(f"input {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DivekitError(f"input {path} is not a readable image ({e}); give PNG or JPEG files") from None
 
 
 def add_parser(sub) -> None:

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import DivekitError
 
 
-def load_image(path: str | Path, shape: tuple[int, int, int], invert: bool = False) -> torch.Tensor:
-    """Read an image file as a float (C, H, W) tensor in [0, 1], converted to `shape`'s channels and size."""
-    c, h, w = shape
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32) / 255
-    except FileNotFoundError:
-        raise DivekitError(f"input {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DivekitError(f"input {path} is not a readable image ({e}); give PNG or JPEG files") from None
-    x = torch.from_numpy(arr)
-    x = x.unsqueeze(0) if c == 1 else x.permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
+def load_image(path: str | Path, shape: tuple[int, int, int] | None = None, invert: bool = False) -> torch.Tensor:
+    """Read an image file as a float (C, H, W) tensor in [0, 1], converted to `shape`'s channels
+    and size (default: RGB at the file's own size)."""
+    from ..data.images import read_image
+
+    c, h, w = shape if shape is not None else (3, None, None)
+    x = read_image(path, "L" if c == 1 else "RGB", (h, w) if h else None).float() / 255
     return 1 - x if invert else x
 
 
