@@ -29,7 +29,7 @@ import divekit as dk
 def run_arm(pretrained: bool, seed: int, args) -> dict:
     data = dk.load_dataset("ptb-bshift", batch_size=args.batch_size, seed=seed, data_dir=args.data_dir,
                            pretrained=args.pretrained, num_train=args.num_train, num_test=args.num_test,
-                           max_len=args.max_len)
+                           max_len=args.max_len, perturb=args.perturb)
     context = data.context if pretrained else {k: v for k, v in data.context.items() if k != "bert_state"}
     model = dk.create_model("bert-classifier", context=context)
     cfg = dk.TrainConfig(model="bert-classifier", data="ptb-bshift", optimizer="adam", lr=args.lr,
@@ -49,6 +49,8 @@ def main() -> None:
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--max-len", type=int, default=40, help="sentences up to max_len - 2 words")
     p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--perturb", choices=("swap", "shuffle"), default="swap",
+                   help="swap: two adjacent words (bigram shift); shuffle: the whole word order")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=32)
     args = p.parse_args()
@@ -67,7 +69,7 @@ def main() -> None:
         summary[arm] = {"test_acc_mean": round(m, 4), "test_acc_std": round(s, 4)}
         print(f"{arm:>10s}: test accuracy {m:.4f} +- {s:.4f} over seeds {args.seeds}")
     print(hardware())
-    print(json.dumps({"task": "ptb-bshift", "num_train": args.num_train, "num_test": args.num_test,
+    print(json.dumps({"task": "ptb-bshift", "perturb": args.perturb, "num_train": args.num_train, "num_test": args.num_test,
                       "epochs": args.epochs, "lr": args.lr, "pretrained": args.pretrained, "runs": rows, **summary}))
 
 

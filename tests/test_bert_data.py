@@ -273,6 +273,17 @@ def test_bigram_shift_swaps_one_adjacent_pair_in_half():
         assert diff == ([] if y == 0 else [diff[0], diff[0] + 1])
 
 
+def test_shuffle_perturbation_reorders_half_and_unknown_ones_are_refused():
+    rng = random.Random(0)
+    sentences = [["a", "b"], ["x", "y", "z"]] * 50
+    out, labels = bigram_shift(sentences, rng, "shuffle")
+    assert sum(labels) == 50
+    for s, o, y in zip(sentences, out, labels):
+        assert sorted(s) == sorted(o) and (s != o) == bool(y)
+    with pytest.raises(ConfigError, match="perturb must be one of swap, shuffle"):
+        bigram_shift(sentences, rng, "reverse")
+
+
 def test_ptb_bert_objective(shared_data):
     bundle = load_dataset("ptb", batch_size=16, data_dir=str(shared_data), objective="bert", max_sentences=400,
                           steps_per_epoch=4)

@@ -373,19 +373,30 @@ def snli_pairs(premises: list[str], hypotheses: list[str]) -> list[tuple[list[st
     return list(zip(p_tokens, h_tokens))
 
 
-def bigram_shift(sentences: list[list[str]], rng: random.Random) -> tuple[list[list[str]], list[int]]:
-    """The bigram-shift task: a random half of the sentences get two adjacent, different words
-    swapped (label 1), the others stay as they are (label 0). Every sentence needs two different
-    adjacent words."""
+PERTURBATIONS = ("swap", "shuffle")
+
+
+def bigram_shift(sentences: list[list[str]], rng: random.Random, perturb: str = "swap"
+                 ) -> tuple[list[list[str]], list[int]]:
+    """The bigram-shift task: a random half of the sentences are perturbed (label 1), the others
+    stay as they are (label 0). `perturb="swap"`: two adjacent, different words are swapped (every
+    sentence needs two different adjacent words); "shuffle": the words are put in a random order
+    other than the original."""
+    if perturb not in PERTURBATIONS:
+        raise ConfigError(f"perturb must be one of {', '.join(PERTURBATIONS)}, got {perturb!r}")
     order = list(range(len(sentences)))
     rng.shuffle(order)
     shifted = set(order[: len(sentences) // 2])
     out, labels = [], []
     for i, s in enumerate(sentences):
         s = list(s)
-        if i in shifted:
+        if i in shifted and perturb == "swap":
             j = rng.choice([k for k in range(len(s) - 1) if s[k] != s[k + 1]])
             s[j], s[j + 1] = s[j + 1], s[j]
+        elif i in shifted:
+            original = list(s)
+            while s == original:  # terminates: every sentence has two different adjacent words
+                rng.shuffle(s)
         out.append(s)
         labels.append(int(i in shifted))
     return out, labels
@@ -417,8 +428,10 @@ def classification_bundle(name: str, train: tuple[torch.Tensor, ...], test: tupl
 
 
 @register_dataset("ptb-bshift", defaults={"batch_size": 32, "epochs": 10}, tags=("text", "bert"))
-def ptb_bshift(*, batch_size, seed, device, data_dir=None, pretrained=None, num_train=2000, num_test=2000, max_len=None):
-    """Bigram shift on PTB sentences: were two adjacent words swapped? (single-text classification)
+def ptb_bshift(*, batch_size, seed, device, data_dir=None, pretrained=None, num_train=2000, num_test=2000, max_len=None,
+               perturb="swap"):
+    """Bigram shift on PTB sentences: were two adjacent words swapped? (single-text classification;
+    `perturb="shuffle"`: was the sentence's word order shuffled?)
 
     `num_train` labelled sentences from ptb.train.txt, `num_test` from ptb.test.txt (drawn with
     the seed), half of each perturbed. `pretrained=RUN_DIR` (a `bert-small` run) gives the
@@ -439,7 +452,7 @@ def ptb_bshift(*, batch_size, seed, device, data_dir=None, pretrained=None, num_
                      if 2 <= len(s) <= max_len - 2 and any(a != b for a, b in zip(s, s[1:]))]
         if n > len(sentences):
             raise ConfigError(f"{what}: asked for {n} sentences, PTB has {len(sentences)} that fit max_len={max_len}")
-        texts, labels = bigram_shift(rng.sample(sentences, n), rng)
+        texts, labels = bigram_shift(rng.sample(sentences, n), rng, perturb)
         return (*encode_texts(texts, vocab, max_len), torch.tensor(labels, dtype=torch.int64))
 
     train = sample(train_lines, num_train, "num_train")
