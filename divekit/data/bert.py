@@ -430,8 +430,9 @@ def classification_bundle(name: str, train: tuple[torch.Tensor, ...], test: tupl
 @register_dataset("ptb-bshift", defaults={"batch_size": 32, "epochs": 10}, tags=("text", "bert"))
 def ptb_bshift(*, batch_size, seed, device, data_dir=None, pretrained=None, num_train=2000, num_test=2000, max_len=None,
                perturb="swap"):
-    """Bigram shift on PTB sentences: were two adjacent words swapped? (single-text classification;
-    `perturb="shuffle"`: was the sentence's word order shuffled?)
+    """Bigram shift on PTB sentences (single-text classification): were two adjacent words swapped?
+
+    With `perturb="shuffle"`: was the sentence's word order shuffled?
 
     `num_train` labelled sentences from ptb.train.txt, `num_test` from ptb.test.txt (drawn with
     the seed), half of each perturbed. `pretrained=RUN_DIR` (a `bert-small` run) gives the
