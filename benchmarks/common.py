@@ -8,14 +8,12 @@ import statistics
 
 import torch
 
+from divekit.bench import cpu_name
+
 
 def hardware() -> str:
     """CPU model, core count, torch version and threads, Python version."""
-    cpu = platform.processor() or "unknown cpu"
-    if os.path.exists("/proc/cpuinfo"):
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    return (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
             f"python {platform.python_version()}")
 
 

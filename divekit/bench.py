@@ -63,15 +63,19 @@ def add_parser(sub) -> None:
     b.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
 
-def hardware(device: torch.device) -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor()
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what platform knows)."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
     except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": cpu or platform.machine(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        name = None
+    return name or platform.processor() or platform.machine() or "unknown cpu"
+
+
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                             "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
     if hasattr(os, "getloadavg"):
         info["load_avg_1min"] = round(os.getloadavg()[0], 2)  # other jobs competing for the CPU

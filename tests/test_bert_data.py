@@ -246,7 +246,7 @@ def test_snli_bert_from_the_snli_layout(tmp_path):
     bundle = load_dataset("snli-bert", batch_size=4, data_dir=str(tmp_path), max_len=10)
     tokens, segments, valid_lens, y = bundle.train.tensors
     assert tokens.shape == (9, 10) and bundle.classes == ["entailment", "contradiction", "neutral"]
-    assert bundle.task == "bert-classification" and bundle.valid is not None
+    assert bundle.task == "classification" and bundle.valid is not None
     vocab = Vocab.from_dict(bundle.context["vocab"])
     # row 0: "a person on a horse" / "a person is training his horse" truncated to 7 words, longer part first
     assert vocab.to_tokens(tokens[0, : valid_lens[0]])[0] == CLS

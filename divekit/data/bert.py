@@ -25,7 +25,7 @@ Fine-tuning: `read_snli` (the SNLI files, with the book's preprocessing) and the
 task built from PTB: is one pair of adjacent words swapped in this sentence? (the "bigram shift"
 probing task of Conneau et al., 2018). A bag of words cannot solve it: it takes word order, which
 masked language modeling has to learn. Both give batches (tokens, segments, valid_lens, labels)
-for the task "bert-classification".
+for the task "classification" (the model takes every tensor of the batch but the last).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from __future__ import annotations
 import itertools
 import random
 import re
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -417,11 +416,11 @@ def _pretrained_context(pretrained: str | None, build_vocab) -> tuple[Vocab, dic
 def classification_bundle(name: str, train: tuple[torch.Tensor, ...], test: tuple[torch.Tensor, ...],
                           classes: list[str], vocab: Vocab, extra: dict[str, Any], *, batch_size: int, seed: int,
                           device, valid: tuple[torch.Tensor, ...] | None = None) -> DataBundle:
-    """A DataBundle (task "bert-classification") over (tokens, segments, valid_lens, labels)."""
+    """A DataBundle (task "classification") over (tokens, segments, valid_lens, labels)."""
     held = {"batch_size": max(batch_size, 256), "device": device}
     context = {"vocab_size": len(vocab), "vocab": vocab.to_dict(), "num_classes": len(classes),
                "max_len": int(train[0].shape[1]), **extra}
-    return DataBundle(name=name, task="bert-classification",
+    return DataBundle(name=name, task="classification",
                       train=TensorLoader(*train, batch_size=batch_size, shuffle=True, device=device, seed=seed),
                       valid=TensorLoader(*valid, **held) if valid is not None else None,
                       test=TensorLoader(*test, **held), classes=classes, context=context)
@@ -540,25 +539,6 @@ class BertPretrain(Task):
                "nsp_loss": totals["nsp_loss"] / n, "nsp_acc": totals["nsp_acc"] / n}
         out["loss"] = out["mlm_loss"] + out["nsp_loss"]
         return out
-
-
-@register_task
-class BertClassification(Task):
-    """Fine-tuning a BERT classifier: batches (tokens, segments, valid_lens, labels) ->
-    model(tokens, segments, valid_lens) logits; cross-entropy; metrics loss and acc."""
-
-    name = "bert-classification"
-
-    def default_loss(self, logits, y, training):
-        return F.cross_entropy(logits, y)
-
-    def step(self, model, batch):
-        tokens, segments, valid_lens, y = batch
-        logits = model(tokens, segments, valid_lens)
-        loss = self.loss(model, logits, y)
-        n = y.shape[0]
-        correct = (logits.detach().argmax(dim=1) == y).sum()
-        return loss, {"loss": loss.detach() * n, "acc": correct}, n
 
 
 @register_task

@@ -15,8 +15,8 @@ import torch
 
 from ..errors import DataError
 from ..train import binary  # noqa: F401  (registers the binary-classification task)
-from .datasets import DataBundle, register_dataset
-from .loader import TensorLoader, split
+from .datasets import DataBundle, register_dataset, tensor_bundle
+from .loader import split
 
 # 20 students: hours studied and whether they passed the exam (Wikipedia, "Logistic regression").
 # The maximum-likelihood fit is P(pass) = sigmoid(1.5046 * hours - 4.0777).
@@ -32,12 +32,8 @@ def binary_bundle(name: str, X_train: torch.Tensor, y_train: torch.Tensor, X_tes
     """A binary-classification bundle over features X (N, F) and 0/1 targets y (N,)."""
     if len(classes) != 2:
         raise DataError(f"binary classification needs exactly two classes, got {list(classes)}")
-    train = TensorLoader(X_train, y_train, batch_size=batch_size, shuffle=True, device=device, seed=seed)
-    held = None
-    if X_test is not None:
-        held = TensorLoader(X_test, y_test, batch_size=max(batch_size, 1024), device=device)
-    ctx = {"in_shape": tuple(X_train.shape[1:]), "num_outputs": 1, **(context or {})}
-    return DataBundle(name, "binary-classification", train, classes=list(classes), context=ctx, **{heldout: held})
+    return tensor_bundle(name, "binary-classification", X_train, y_train, X_test, y_test, batch_size=batch_size,
+                         seed=seed, device=device, classes=classes, heldout=heldout, context=context)
 
 
 @register_dataset("hours-to-pass", defaults={"batch_size": 20, "epochs": 500, "lr": 1.0}, tags=("binary", "embedded"))

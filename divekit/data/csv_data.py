@@ -43,8 +43,8 @@ import torch
 from ..errors import ConfigError, DataError, did_you_mean
 from ..registry import Entry
 from ..train import binary  # noqa: F401  (registers the binary-classification task)
-from .datasets import DataBundle
-from .loader import TensorLoader, split
+from .datasets import DataBundle, tensor_bundle
+from .loader import split
 from .tabular import TabularPreprocessor
 
 PREFIX = "csv:"
@@ -205,18 +205,11 @@ def load_csv(path: str, *, batch_size: int, seed: int = 0, device=None, target: 
         mean, std = (float(y[train_idx].mean()), float(y[train_idx].std())) if scale_target else (0.0, 1.0)
         std = std if math.isfinite(std) and std > 0 else 1.0
         y = (y - mean) / std
-        context.update(num_outputs=1, target_scale=[mean, std])
-    elif task_name == "binary-classification":
-        context["num_outputs"] = 1
-    else:
-        context["num_classes"] = len(prep.classes)
-
-    train = TensorLoader(X[train_idx], y[train_idx], batch_size=batch_size, shuffle=True, device=device, seed=seed)
-    held = None
-    if valid_idx is not None:
-        held = TensorLoader(X[valid_idx], y[valid_idx], batch_size=max(batch_size, 1024), device=device)
-    return DataBundle(f"csv:{Path(path).name}", task_name, train, valid=held,
-                      classes=None if task_name == "regression" else list(prep.classes), context=context)
+        context["target_scale"] = [mean, std]
+    held = (X[valid_idx], y[valid_idx]) if valid_idx is not None else (None, None)
+    return tensor_bundle(f"csv:{Path(path).name}", task_name, X[train_idx], y[train_idx], *held,
+                         batch_size=batch_size, seed=seed, device=device,
+                         classes=None if task_name == "regression" else prep.classes, context=context)
 
 
 # -- prediction ---------------------------------------------------------------------------------

@@ -124,29 +124,31 @@ def image_classification(
 def tensor_bundle(name: str, task: str, X_train: torch.Tensor, y_train: torch.Tensor,
                   X_valid: torch.Tensor | None = None, y_valid: torch.Tensor | None = None, *, batch_size: int,
                   seed: int = 0, device: torch.device | str | None = None,
-                  classes: Sequence[str] | None = None, heldout: str = "valid") -> DataBundle:
+                  classes: Sequence[str] | None = None, heldout: str = "valid",
+                  context: dict[str, Any] | None = None) -> DataBundle:
     """A DataBundle over feature tensors: X (N, F), y (N,) targets or class indices (or (N, 1)).
 
     The held-out tensors become the `heldout` split ("valid" or "test"). The context tells a model
-    factory its input shape (F,) and its outputs: one for regression, one per class for
-    classification.
+    factory its input shape (F,) and its outputs: one for regression and binary classification
+    (a logit), one per class for classification; `context` adds facts of the caller's.
     """
-    if task not in ("regression", "classification"):
-        raise DataError(f"task must be regression or classification, got {task!r}")
+    if task not in ("regression", "classification", "binary-classification"):
+        raise DataError(f"task must be regression, classification or binary-classification, got {task!r}")
     if heldout not in ("valid", "test"):
         raise DataError(f"the held-out split is 'valid' or 'test', got {heldout!r}")
-    if task == "classification" and not classes:
+    if task != "regression" and not classes:
         raise DataError("a classification bundle needs its class names")
     train = TensorLoader(X_train, y_train, batch_size=batch_size, shuffle=True, device=device, seed=seed)
     held = None
     if X_valid is not None:
         held = TensorLoader(X_valid, y_valid, batch_size=max(batch_size, 1024), device=device)
-    context: dict[str, Any] = {"in_shape": (X_train.shape[1],)}
-    if task == "regression":
-        context["num_outputs"] = 1
+    facts: dict[str, Any] = {"in_shape": (X_train.shape[1],)}
+    if task == "classification":
+        facts["num_classes"] = len(classes)
     else:
-        context["num_classes"] = len(classes)
-    return DataBundle(name, task, train, classes=list(classes) if classes else None, context=context, **{heldout: held})
+        facts["num_outputs"] = 1
+    return DataBundle(name, task, train, classes=list(classes) if classes else None,
+                      context={**facts, **(context or {})}, **{heldout: held})
 
 
 @register_dataset("digits", defaults={"batch_size": 64, "epochs": 20}, tags=("image", "embedded"))

@@ -52,7 +52,8 @@ class Task(ABC):
 
 
 class Classification(Task):
-    """Inputs -> class logits; cross-entropy loss; metrics loss and accuracy."""
+    """Inputs -> class logits; cross-entropy loss; metrics loss and accuracy. A batch is the
+    model's inputs followed by the class indices."""
 
     name = "classification"
 
@@ -68,8 +69,8 @@ class Classification(Task):
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if training else 0.0)
 
     def step(self, model, batch):
-        X, y = batch[0], batch[1]
-        logits = model(X)
+        *inputs, y = batch  # (X, y), or several inputs, e.g. BERT's (tokens, segments, valid_lens, y)
+        logits = model(*inputs)
         loss = self.loss(model, logits, y)
         n = y.shape[0]
         correct = (logits.detach().argmax(dim=1) == y).sum()
