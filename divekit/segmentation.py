@@ -25,9 +25,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .data.images import read_image
 from .errors import DivekitError
+from .train.evaluate import confusion_matrix as classification_confusion
 from .train.tasks import Task, register_task
 
 IGNORE_INDEX = 255
@@ -37,8 +39,7 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                      ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """(num_classes, num_classes) int64 counts: [true class, predicted class] over the labelled pixels."""
     valid = target != ignore_index
-    idx = target[valid].long() * num_classes + pred[valid].long()
-    return torch.bincount(idx, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    return classification_confusion(pred[valid].long(), target[valid].long(), num_classes)
 
 
 def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
@@ -140,17 +141,6 @@ def predict(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
     return model(X.to(next(model.parameters()).device)).argmax(dim=1).cpu()
 
 
-def _read_image(path: str | Path) -> torch.Tensor:
-    from .data.segmentation import read_rgb
-
-    try:
-        return read_rgb(Path(path))
-    except FileNotFoundError:
-        raise DivekitError(f"input {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DivekitError(f"input {path} is not a readable image ({e}); give PNG or JPEG files") from None
-
-
 def segment_images(model: torch.nn.Module, meta: dict, paths, out_dir: str | Path) -> list[dict]:
     """Segment image files with a run's model; save each prediction as a colored palette PNG in
     `out_dir` (NAME_seg.png) and return, per image, where it went and the share of each class."""
@@ -159,7 +149,7 @@ def segment_images(model: torch.nn.Module, meta: dict, paths, out_dir: str | Pat
     ctx, classes = meta["context"], meta["classes"]
     rows = []
     for path in paths:
-        x = normalize_image(_read_image(path), ctx["mean"], ctx["std"])  # (3, H, W)
+        x = normalize_image(read_image(path), ctx["mean"], ctx["std"])  # (3, H, W)
         pred = predict(model, x.unsqueeze(0))[0]  # (H, W)
         out = save_label_png(pred, ctx["palette"], Path(out_dir) / f"{Path(path).stem}_seg.png")
         counts = torch.bincount(pred.flatten(), minlength=len(classes)).double() / pred.numel()

@@ -38,6 +38,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import ConfigError, DataError
 from . import hub
 from .datasets import DataBundle, register_dataset
+from .images import UnreadableImage, read_image
 from .loader import TensorLoader
 
 IGNORE_INDEX = 255
@@ -95,12 +96,6 @@ def read_label_png(path: Path, colormap2label: torch.Tensor | None = None) -> to
     return voc_label_indices(rgb, voc_colormap2label() if colormap2label is None else colormap2label)
 
 
-def read_rgb(path: Path) -> torch.Tensor:
-    """An image file as a uint8 (3, H, W) tensor."""
-    with Image.open(path) as img:
-        return torch.from_numpy(np.array(img.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1).contiguous()
-
-
 def read_voc_images(voc_dir: str | Path, is_train: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
     """The images (3, H, W) and label maps (H, W), both uint8, of VOC's train or val segmentation split
     (book 14.9.1), with their names, in the order of ImageSets/Segmentation/{train,val}.txt."""
@@ -116,13 +111,13 @@ def read_voc_images(voc_dir: str | Path, is_train: bool = True) -> tuple[list[to
         image_path = voc_dir / "JPEGImages" / f"{name}.jpg"
         label_path = voc_dir / "SegmentationClass" / f"{name}.png"
         try:
-            image, label = read_rgb(image_path), read_label_png(label_path, colormap2label)
+            image, label = read_image(image_path), read_label_png(label_path, colormap2label)
         except FileNotFoundError as e:
             raise DataError(f"{listing} names {name!r} but {e.filename} is missing; the VOC folder is incomplete, "
                             "delete it and download the dataset again") from None
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"cannot read {name!r} of {listing} ({e}); the file is corrupt, delete the VOC folder "
-                            "and download the dataset again") from None
+        except (UnreadableImage, UnidentifiedImageError, OSError) as e:
+            raise DataError(f"cannot read {name!r} of {listing} ({e}); the VOC folder is incomplete or corrupt, "
+                            "delete it and download the dataset again") from None
         if image.shape[1:] != label.shape:
             raise DataError(f"{image_path} is {tuple(image.shape[1:])} but its labels {label_path} are "
                             f"{tuple(label.shape)}; they must be the same size")
