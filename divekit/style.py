@@ -82,25 +82,16 @@ class VGG19(nn.Module):
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file: .safetensors read directly, anything else with
-    torch.load(weights_only=True), which refuses files that would run code when unpickled."""
+    """Tensors of a weights file: .safetensors read directly, .pt/.pth with
+    torch.load(weights_only=True), which refuses files that would run code when unpickled
+    (divekit.finetune.read_pretrained)."""
+    from .finetune import read_pretrained
+
     path = Path(path)
     if not path.is_file():
         raise DivekitError(f"weights file {path} does not exist; give the path of a torchvision vgg19 state dict "
                            "(.safetensors or .pth)")
-    if path.suffix == ".safetensors":
-        from .io import read_safetensors
-
-        tensors, _ = read_safetensors(path, "divekit.io")
-        return tensors
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (torch raises several kinds for unreadable or unsafe files)
-        raise DivekitError(f"cannot read {path} as a state dict with torch.load(weights_only=True): "
-                           f"{str(e).splitlines()[0]}. Give torchvision's vgg19 weights as .pth or .safetensors") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DivekitError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    return state
+    return read_pretrained(path)[0]
 
 
 def load_vgg19_weights(model: VGG19, path: str | Path) -> list[str]:
@@ -111,8 +102,7 @@ def load_vgg19_weights(model: VGG19, path: str | Path) -> list[str]:
     """
     state = read_state_dict(path)
     features = {}
-    for key, value in state.items():
-        key = key.removeprefix("module.")
+    for key, value in state.items():  # ("module." prefixes are gone already)
         if key.startswith("classifier."):
             continue
         key = key.removeprefix("features.")
