@@ -8,7 +8,9 @@ start-up, data loading and every evaluation. The recipe evaluates only after its
 time-to-accuracy curve one more run evaluates every epoch (which costs it ~10% more time) and each
 epoch's test accuracy is placed at the wall-clock second it was reached. ResNet-18 (book settings: resize 96, lr 0.01, batch 128)
 then trains with `--time-limit` set so its whole process takes about as long as the recipe's mean.
-Prints mean +- std, hardware and torch version; the last line is one JSON object.
+Prints mean +- std, hardware and torch version, and for each run the share of CPU time the VM's host
+took away (steal, as vmstat's `st`): on a shared VM that, not the code, is what makes the same run
+take 60 or 90 s. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import hardware, mean_std  # benchmarks/common.py
+from common import cpu_ticks, hardware, mean_std, steal_share  # benchmarks/common.py
 
 
 
@@ -30,14 +33,22 @@ def run(args: list[str], out: Path, data_dir: str | None) -> dict:
     cmd = [sys.executable, "-m", "divekit", "train", *args, "--out", str(out), "--json", "--no-progress"]
     if data_dir:
         cmd += ["--data-dir", data_dir]
-    start = time.perf_counter()
+    ticks, start, cpu = cpu_ticks(), time.perf_counter(), _children_cpu()
     stdout = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
+    steal = steal_share(ticks, cpu_ticks())
     summary = json.loads(stdout.strip().splitlines()[-1])
     history = json.loads((out / "metrics.json").read_text())
     startup = wall - history[-1]["seconds"]  # imports, data loading, model build, final plot
     curve = [(round(startup + h["seconds"], 2), h["test_acc"]) for h in history if "test_acc" in h]
-    return {"wall_s": round(wall, 2), "test_acc": summary["test_acc"], "epochs": summary["epochs"], "curve": curve}
+    return {"wall_s": round(wall, 2), "test_acc": summary["test_acc"], "epochs": summary["epochs"], "curve": curve,
+            "cpu_s": round(cpu, 1), "steal": None if steal is None else round(steal, 3)}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of finished child processes (time the host stole is not in it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -49,12 +60,16 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     print(hardware(), flush=True)
-    fast = [run(["--recipe", "fast", "--seed", str(s)], out / f"fast-{s}", args.data_dir) for s in args.seeds]
+    fast = []
+    for s in args.seeds:
+        r = run(["--recipe", "fast", "--seed", str(s)], out / f"fast-{s}", args.data_dir)
+        stolen = "" if r["steal"] is None else f", {100 * r['steal']:.0f}% of CPU time stolen by the VM host"
+        print(f"fast recipe seed {s}: test acc {r['test_acc']:.4f} in {r['wall_s']:.1f} s wall, {r['cpu_s']:.0f} CPU s "
+              f"({r['epochs']} epochs{stolen})", flush=True)
+        fast.append(r)
     # the recipe evaluates once, at the end; one more run evaluates every epoch to draw the curve
     curve_run = run(["--recipe", "fast", "--seed", str(args.seeds[0]), "--eval-every", "1"], out / "fast-curve",
                     args.data_dir)
-    for s, r in zip(args.seeds, fast):
-        print(f"fast recipe seed {s}: test acc {r['test_acc']:.4f} in {r['wall_s']:.1f} s wall ({r['epochs']} epochs)", flush=True)
     (acc, acc_sd), (wall, wall_sd) = mean_std([r["test_acc"] for r in fast]), mean_std([r["wall_s"] for r in fast])
     print(f"fast recipe: test acc {acc:.4f} +- {acc_sd:.4f}, wall {wall:.1f} +- {wall_sd:.1f} s")
     result = {"hardware": hardware(), "fast_curve_run": curve_run,

@@ -33,7 +33,7 @@ def test_pooling_before_batch_norm_keeps_shapes():
     for block in model.body:
         x = block(x)
         shapes.append(tuple(x.shape[1:]))
-    assert shapes == [(24, 14, 14), (48, 7, 7), (96, 7, 7)]
+    assert shapes == [(16, 14, 14), (32, 7, 7), (64, 3, 3), (128, 3, 3)]
     assert isinstance(model.body[0][1], torch.nn.MaxPool2d) and isinstance(model.body[0][2], torch.nn.BatchNorm2d)
 
 
