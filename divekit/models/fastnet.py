@@ -54,7 +54,7 @@ class FastNet(nn.Module):
         return logits
 
 
-# The fast recipe: 0.923 Fashion-MNIST test accuracy (mean of 3 seeds) in 4 epochs, about a minute
+# The fast recipe: 0.923 Fashion-MNIST test accuracy (mean of 3 seeds) in 4 epochs, 1-2 minutes
 # on a 2-core CPU (docs/RESULTS.md). Evaluating only after the last epoch saves ~10% of the time.
 @register_model("fastnet", defaults={"data": "fashion-mnist", "lr": 0.2, "batch_size": 256, "epochs": 4, "eval_every": 4,
                                      "momentum": 0.9, "weight_decay": 5e-4, "scheduler": "onecycle",
