@@ -10,7 +10,7 @@ epoch's test accuracy is placed at the wall-clock second it was reached. ResNet-
 then trains with `--time-limit` set so its whole process takes about as long as the recipe's mean.
 Prints mean +- std, hardware and torch version, and for each run the share of CPU time the VM's host
 took away (steal, as vmstat's `st`): on a shared VM that, not the code, is what makes the same run
-take 60 or 90 s. The last line is one JSON object.
+take 83 s or 400 s here. The last line is one JSON object.
 """
 
 from __future__ import annotations
