@@ -9,7 +9,7 @@ import statistics
 
 import torch
 
-from divekit.bench import cpu_name
+from divekit.apps.bench import cpu_name
 
 
 def hardware() -> str:

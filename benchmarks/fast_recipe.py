@@ -27,7 +27,6 @@ from pathlib import Path
 from common import cpu_ticks, hardware, mean_std, steal_share  # benchmarks/common.py
 
 
-
 def run(args: list[str], out: Path, data_dir: str | None) -> dict:
     """One training process; returns its wall time, final metrics and (seconds, test_acc) per epoch."""
     cmd = [sys.executable, "-m", "divekit", "train", *args, "--out", str(out), "--json", "--no-progress"]

@@ -47,7 +47,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU here; run it on a GPU machine", file=sys.stderr)
         return 2
-    from divekit.bench import bench, format_table
+    from divekit.apps.bench import bench, format_table
 
     steps, repeats = (5, 2) if args.quick else (50, 3)
     report: dict = {"target_examples_per_s": TARGET}

@@ -25,8 +25,8 @@ from common import hardware, mean_std  # benchmarks/common.py
 import divekit as dk
 from divekit.data.text import Vocab
 from divekit.models.rnn import generate
-from divekit.recipes import recipe
 from divekit.train.api import resolve_config
+from divekit.train.recipes import recipe
 
 # the book's sizes, with the registered training settings (divekit/models/rnn.py)
 BOOK_EPOCHS = 20

@@ -30,12 +30,12 @@ import statistics
 import time
 
 import torch
-from common import hardware  # benchmarks/common.py
 import torch.nn.functional as F
+from common import hardware  # benchmarks/common.py
 
 import divekit
-from divekit.device import resolve_device
-from divekit.optim import SGD as ScratchSGD
+from divekit.core.device import resolve_device
+from divekit.ops.optim import SGD as ScratchSGD
 from divekit.train.callbacks import ProgressBar
 
 SEED, LR, BATCH = 0, 0.1, 256

@@ -23,16 +23,15 @@ import os
 import time
 
 import torch
-
 from common import hardware, mean_std  # benchmarks/common.py
 
 import divekit as dk
-from divekit.bleu import bleu, corpus_bleu
+from divekit.apps.predict import translate_sentences
 from divekit.data.text import Vocab
 from divekit.data.translation import translation_sentences
 from divekit.models.decoding import greedy_decode
+from divekit.ops.bleu import bleu, corpus_bleu
 from divekit.train.api import resolve_config
-from divekit.train.predict import translate_sentences
 
 MODELS = ["seq2seq", "seq2seq-attention", "transformer"]
 BOOK_SENTENCES = {"go .": "va !", "i lost .": "j'ai perdu .", "he's calm .": "il est calme .", "i'm home .": "je suis chez moi ."}

@@ -7,14 +7,15 @@
 
 __version__ = "0.1.0"
 
-from . import init, io
-from .config import TrainConfig
+from .core import io
+from .core.device import best_device, num_gpus, to_device
+from .core.errors import ConfigError, DataError, DivekitError, TrainingDiverged
+from .core.io import load, load_params, save, save_params
 from .data import DataBundle, TensorLoader, list_datasets, load_dataset
-from .device import best_device, num_gpus, to_device
-from .errors import ConfigError, DataError, DivekitError, TrainingDiverged
-from .io import load, load_params, save, save_params
 from .models import create_model, list_models
+from .ops import init
 from .train.api import Result, fit, load_run, train
+from .train.config import TrainConfig
 from .train.trainer import Callback, StopTraining, Trainer
 
 __all__ = [

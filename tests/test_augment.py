@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from divekit.core.errors import DataError
 from divekit.data import transforms as T
 from divekit.data.images import read_image, save_image, show_images
-from divekit.errors import DataError
 
 
 def batch(n=4, c=3, h=6, w=8, seed=0):
@@ -44,7 +44,7 @@ def test_unreadable_files_raise_a_data_error_naming_them(tmp_path):
 
 
 def test_show_images_grid(tmp_path):
-    from divekit.train.plot import save_figure
+    from divekit.core.plot import save_figure
 
     fig = show_images(batch(5), 2, 3, titles=list("abcde"))
     assert len(fig.axes) == 6
@@ -166,7 +166,7 @@ def test_composed_pipeline_is_deterministic_for_a_seed():
 
 
 def test_augment_demo_writes_the_book_grids(shared_data, monkeypatch, tmp_path):
-    from divekit.demos import run_demo
+    from divekit.book.demos import run_demo
 
     monkeypatch.setenv("DIVEKIT_DATA", str(shared_data))
     result = run_demo("augment", tmp_path)

@@ -5,14 +5,9 @@ import json
 import pytest
 import torch
 
-from divekit.autoregression import (
-    autoregression_demo,
-    k_step_predictions,
-    multistep_predictions,
-    sine_series,
-)
+from divekit.book.autoregression import autoregression_demo, k_step_predictions, multistep_predictions, sine_series
 from divekit.cli import main
-from divekit.errors import ConfigError
+from divekit.core.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

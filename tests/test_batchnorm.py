@@ -7,7 +7,6 @@ import torch.nn as nn
 from divekit.models import create_model
 from divekit.models.layers import BatchNorm, batch_norm
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

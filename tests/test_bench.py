@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from divekit.bench import bench, format_table, overrides_of
+from divekit.apps.bench import bench, format_table, overrides_of
 from divekit.cli import main
-from divekit.config import TrainConfig
-from divekit.data.datasets import tensor_bundle
-from divekit.errors import ConfigError
-from divekit.optim import build_optimizer
+from divekit.core.errors import ConfigError
+from divekit.data.registry import tensor_bundle
+from divekit.ops.optim import build_optimizer
 from divekit.train.api import fit
+from divekit.train.config import TrainConfig
 
 
 @pytest.fixture(autouse=True)

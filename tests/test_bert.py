@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from divekit.cli import main
-from divekit.config import TrainConfig
+from divekit.core.errors import DivekitError
 from divekit.data.bert import BertPretrain, BertTagging, bert_pretrain_losses
-from divekit.data.datasets import DataBundle, load_dataset
 from divekit.data.loader import TensorLoader
-from divekit.errors import DivekitError
+from divekit.data.registry import DataBundle, load_dataset
 from divekit.models import MODELS, create_model
 from divekit.models.bert import (
     BERTClassifier,
@@ -24,6 +23,7 @@ from divekit.models.bert import (
     load_pretrained,
 )
 from divekit.train.api import fit, load_run, resolve_config
+from divekit.train.config import TrainConfig
 
 V, H = 50, 16
 

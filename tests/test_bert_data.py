@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 
+from divekit.core.errors import ConfigError, DataError
 from divekit.data import load_dataset
 from divekit.data.bert import (
     MIN_FREQ,
@@ -25,7 +26,6 @@ from divekit.data.bert import (
 )
 from divekit.data.loader import TensorLoader
 from divekit.data.text import Vocab
-from divekit.errors import ConfigError, DataError
 from divekit.models.bert import CLS, MASK, PAD, SEP, get_tokens_and_segments
 
 

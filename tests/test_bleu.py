@@ -1,4 +1,4 @@
-"""divekit.bleu: the book's sentence BLEU on its worked example and outputs, and corpus BLEU-4
+"""divekit.ops.bleu: the book's sentence BLEU on its worked example and outputs, and corpus BLEU-4
 checked against sacrebleu bit for bit."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from divekit.bleu import bleu, corpus_bleu, corpus_bleu_scratch, ngram_precisions
-from divekit.errors import ConfigError
+from divekit.core.errors import ConfigError
+from divekit.ops.bleu import bleu, corpus_bleu, corpus_bleu_scratch, ngram_precisions
 
 # book 10.5 / 10.7: the four test sentences and their references
 ENGS = ["go .", "i lost .", "he's calm .", "i'm home ."]

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from divekit.errors import DivekitError
+from divekit.core.errors import DivekitError
 from divekit.models.blocks import (
     MLP,
     CenteredLayer,

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from divekit.detection import (
+from divekit.ops.boxes import (
     assign_anchor_to_bbox,
     box_center_to_corner,
     box_corner_to_center,

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from divekit.cli import main
+from divekit.core.checkpoint import Checkpoint
 from divekit.data.transforms import to_float
 from divekit.data.vision import load_digits_tensors
 from divekit.train.api import load_run
-from divekit.train.checkpoint import Checkpoint
 
 
 def last_json(out: str) -> dict:

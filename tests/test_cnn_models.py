@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 import divekit
-from divekit.errors import ConfigError
+from divekit.core.errors import ConfigError
 from divekit.models import create_model, list_models
 
 # The smallest square image each architecture takes (the tests run at these to stay fast);

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from divekit.config import TrainConfig, read_config_file, resolve
-from divekit.errors import ConfigError
+from divekit.core.errors import ConfigError
 from divekit.train.api import resolve_config
+from divekit.train.config import TrainConfig, read_config_file, resolve
 
 
 def test_defaults_layering_model_over_dataset_over_base():

@@ -7,9 +7,20 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from divekit.conv import (
-    Conv2D, conv2d, conv_output_shape, conv_transpose2d, corr2d, corr2d_multi_in, corr2d_multi_in_out,
-    corr2d_multi_in_out_1x1, corr2d_vectorized, edge_detection_data, kernel_to_matrix, learn_edge_kernel, pool2d,
+from divekit.ops.conv import (
+    Conv2D,
+    conv2d,
+    conv_output_shape,
+    conv_transpose2d,
+    corr2d,
+    corr2d_multi_in,
+    corr2d_multi_in_out,
+    corr2d_multi_in_out_1x1,
+    corr2d_vectorized,
+    edge_detection_data,
+    kernel_to_matrix,
+    learn_edge_kernel,
+    pool2d,
     trans_conv,
 )
 

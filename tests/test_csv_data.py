@@ -11,12 +11,12 @@ import torch
 
 import divekit as dk
 from divekit.cli import main
+from divekit.core.checkpoint import Checkpoint
 from divekit.data.binary import HOURS, HOURS_MLE, PASSED
 from divekit.data.csv_data import choose_task, k_fold_csv, load_csv
 from divekit.data.tabular import TabularPreprocessor
-from divekit.schedules import Plateau
+from divekit.ops.schedules import Plateau
 from divekit.train.api import fit, load_run, resolve_config
-from divekit.train.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,26 +17,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from divekit.core.errors import ConfigError, DataError
 from divekit.data import hub
-from divekit.data.datasets import DataBundle, list_datasets, load_dataset
 from divekit.data.loader import TensorLoader, split
+from divekit.data.registry import DataBundle, list_datasets, load_dataset
 from divekit.data.synthetic import synthetic_linear
-from divekit.data.transforms import (
-    compose,
-    image_transform,
-    normalize,
-    random_crop,
-    random_hflip,
-    resize,
-    to_float,
-)
-from divekit.data.vision import (
-    FASHION_MNIST_CLASSES,
-    load_digits_tensors,
-    read_idx,
-    read_idx_pair,
-)
-from divekit.errors import ConfigError, DataError
+from divekit.data.transforms import compose, image_transform, normalize, random_crop, random_hflip, resize, to_float
+from divekit.data.vision import FASHION_MNIST_CLASSES, load_digits_tensors, read_idx, read_idx_pair
 
 FAST = settings(max_examples=25, deadline=None)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divekit.errors import ConfigError
+from divekit.core.errors import ConfigError
 from divekit.data.text import Vocab
 from divekit.models import create_model
 from divekit.models.decoding import beam_search, exhaustive_search, greedy_decode, translate

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from divekit.book.demos import AIRFOIL_OPTIMIZERS, run_demo
 from divekit.cli import main
-from divekit.demos import AIRFOIL_OPTIMIZERS, run_demo
 
 
 def test_demo_list_and_unknown(capsys):

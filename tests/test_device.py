@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from divekit.device import best_device, num_gpus, resolve_device, to_device
-from divekit.errors import ConfigError
+from divekit.core.device import best_device, num_gpus, resolve_device, to_device
+from divekit.core.errors import ConfigError
 
 
 def test_best_device_prefers_cuda_then_mps_then_cpu(monkeypatch):

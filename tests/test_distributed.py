@@ -11,16 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file as load
+from safetensors.torch import save_file
 from torch import nn
 
-from divekit.config import TrainConfig
-from divekit.data.datasets import DataBundle
+from divekit.book.parallel import free_port, launch, train_batch_distributed
+from divekit.core import dist
+from divekit.core.errors import ConfigError
 from divekit.data.loader import TensorLoader
+from divekit.data.registry import DataBundle
 from divekit.data.text import SeqLoader
-from divekit.errors import ConfigError
-from safetensors.torch import load_file as load, save_file
-from divekit.parallel import free_port, launch, train_batch_distributed
-from divekit.train import dist
+from divekit.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 WORLD = 2

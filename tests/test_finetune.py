@@ -8,12 +8,18 @@ import pytest
 import torch
 import torch.nn as nn
 
-from divekit import create_model, io
+from divekit import create_model
 from divekit.cli import main
-from divekit.config import TrainConfig
-from divekit.errors import DivekitError
-from divekit.finetune import (finetune_param_groups, output_layer, prepare_finetune, read_pretrained,
-                              transfer_weights)
+from divekit.core import io
+from divekit.core.errors import DivekitError
+from divekit.train.config import TrainConfig
+from divekit.train.finetune import (
+    finetune_param_groups,
+    output_layer,
+    prepare_finetune,
+    read_pretrained,
+    transfer_weights,
+)
 
 
 def lenet(num_classes=10, channels=1, seed=0):
@@ -136,7 +142,7 @@ def test_keep_head_only_for_a_run_on_the_same_classes(tmp_path):
     digits = load_dataset("digits", batch_size=64)
     source = create_model("fastnet", context=digits.context)
     meta = {"format": 1, "model": "fastnet", "classes": digits.classes}
-    from divekit.train.checkpoint import save_checkpoint
+    from divekit.core.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "best.safetensors", source, meta=meta, save_rng=False)
     cfg = TrainConfig(model="fastnet", data="digits", init_from=str(tmp_path), lr=0.1)

@@ -9,9 +9,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from divekit.cli import main
-from divekit.data import load_dataset
+from divekit.core.errors import DataError
 from divekit.data import folder as folder_mod
-from divekit.errors import DataError
+from divekit.data import load_dataset
 
 
 def draw_shapes(root, per_class=40, size=32, seed=0):
@@ -124,8 +124,8 @@ def test_train_on_a_folder_end_to_end_then_predict(tmp_path, cache, capsys, one_
 
 
 def test_folder_runs_get_a_readable_default_folder_name():
-    from divekit.config import TrainConfig
     from divekit.train.api import default_run_dir, resolve_config
+    from divekit.train.config import TrainConfig
 
     path = default_run_dir(TrainConfig(model="mlp", data="folder:/home/me/my photos/"))
     assert path.parent.name == "runs" and path.name.startswith("mlp-folder-my photos-")

@@ -3,8 +3,13 @@
 import pytest
 import torch
 
-from divekit.generalization import (
-    TRUE_POLY_W, fit_polynomial, l2_penalty, polynomial_experiment, polynomial_features, train_weight_decay,
+from divekit.book.generalization import (
+    TRUE_POLY_W,
+    fit_polynomial,
+    l2_penalty,
+    polynomial_experiment,
+    polynomial_features,
+    train_weight_decay,
     weight_decay_experiment,
 )
 

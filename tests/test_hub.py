@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from divekit.core.errors import ChecksumError, DataError
 from divekit.data import hub
-from divekit.errors import ChecksumError, DataError
 
 TIME_MACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
 

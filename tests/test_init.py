@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from divekit.errors import DivekitError
-from divekit.init import (
+from divekit.core.errors import DivekitError
+from divekit.models.blocks import NestMLP, tied_mlp
+from divekit.ops.init import (
     apply_init,
     book_custom_,
     constant_,
@@ -19,7 +20,6 @@ from divekit.init import (
     xavier_normal_,
     xavier_uniform_,
 )
-from divekit.models.blocks import NestMLP, tied_mlp
 
 
 def gen(seed=0):

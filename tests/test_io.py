@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-import divekit.io as dio
-from divekit.errors import DivekitError
-from divekit.io import load, load_params, save, save_params
+import divekit.core.io as dio
+from divekit.core.errors import DivekitError
+from divekit.core.io import load, load_params, save, save_params
 from divekit.models.blocks import MLP, FixedHiddenMLP, tied_mlp
 
 

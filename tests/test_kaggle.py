@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
+from divekit.apps.kaggle import add_arguments, log_rmse, main, run_kaggle_house
+from divekit.core.errors import ConfigError
 from divekit.data.tabular import TabularPreprocessor
-from divekit.errors import ConfigError
-from divekit.kaggle import add_arguments, log_rmse, main, run_kaggle_house
-from divekit.kfold import k_fold, k_fold_indices
+from divekit.ops.kfold import k_fold, k_fold_indices
 from divekit.train.api import load_run
 
 

@@ -13,7 +13,7 @@ import divekit as dk
 from divekit.cli import main
 from divekit.data.text import SeqLoader, load_corpus, split_corpus
 from divekit.models.rnn import generate
-from divekit.train.tasks import LanguageModel
+from divekit.tasks.base import LanguageModel
 
 
 class CountingLM(torch.nn.Module):

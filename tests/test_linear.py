@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import divekit as dk
 from divekit.models.linear import cross_entropy, log_softmax, softmax, squared_loss
-from divekit.optim import SGD
+from divekit.ops.optim import SGD
 from divekit.train.api import resolve_config
 
 

@@ -7,12 +7,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import divekit as dk
+from divekit.book.demos import run_demo
 from divekit.data.binary import HOURS_MLE
-from divekit.demos import run_demo
 from divekit.models.logistic import binary_cross_entropy, binary_cross_entropy_with_logits, sigmoid
+from divekit.tasks.base import make_task
+from divekit.tasks.binary import BinaryClassification
 from divekit.train.api import resolve_config
-from divekit.train.binary import BinaryClassification
-from divekit.train.tasks import make_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divekit.config import TrainConfig
+from divekit.core.checkpoint import Checkpoint, save_checkpoint
+from divekit.core.errors import ConfigError
 from divekit.data.synthetic import synthetic_linear
-from divekit.errors import ConfigError
-from divekit.optim import OPTIMIZERS, SGD, AdaGrad, Adadelta, Adam, Momentum, RMSProp, build_optimizer
-from divekit.train.checkpoint import Checkpoint, save_checkpoint
+from divekit.ops.optim import OPTIMIZERS, SGD, Adadelta, AdaGrad, Adam, Momentum, RMSProp, build_optimizer
+from divekit.train.config import TrainConfig
 
 # scratch class -> torch's own, called with the scratch class's (book-named) hyperparameters
 TWINS = {

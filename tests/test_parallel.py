@@ -1,4 +1,4 @@
-"""Data parallelism from scratch (divekit.parallel, book 13.5): k replicas on k devices train
+"""Data parallelism from scratch (divekit.book.parallel, book 13.5): k replicas on k devices train
 exactly like one device on the whole minibatch."""
 
 import pytest
@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divekit.errors import ConfigError
-from divekit.parallel import allreduce, devices, replicate, split_batch, train_batch
+from divekit.book.parallel import allreduce, devices, replicate, split_batch, train_batch
+from divekit.core.errors import ConfigError
 
 
 def small_cnn() -> nn.Module:

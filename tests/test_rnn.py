@@ -5,11 +5,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from divekit.errors import ConfigError
+from divekit.core.errors import ConfigError
 from divekit.models import create_model, list_models
 from divekit.models.rnn import (
-    RNNLM, BiRNNScratch, GRUScratch, LSTMScratch, RNNLMScratch, RNNScratch, StackedRNNScratch, detach_state,
-    generate, grad_clipping,
+    RNNLM,
+    BiRNNScratch,
+    GRUScratch,
+    LSTMScratch,
+    RNNLMScratch,
+    RNNScratch,
+    StackedRNNScratch,
+    detach_state,
+    generate,
+    grad_clipping,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")

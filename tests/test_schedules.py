@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import divekit as dk
-from divekit.errors import ConfigError
-from divekit.schedules import Cosine, Exponential, MultiStep, OneCycle, Plateau, Step, build_schedule
+from divekit.core.errors import ConfigError
+from divekit.ops.schedules import Cosine, Exponential, MultiStep, OneCycle, Plateau, Step, build_schedule
 
 LR = 0.5
 

@@ -11,15 +11,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from divekit.apps.segment import Segmentation, confusion_matrix, iou_per_class, label2image, mean_iou, pixel_accuracy
 from divekit.cli import main
-from divekit.conv import conv_transpose2d
+from divekit.core.errors import ConfigError
 from divekit.data import load_dataset
-from divekit.data.segmentation import (IGNORE_INDEX, VOC_COLORMAP, make_shapes, random_crop_pairs, read_label_png,
-                                       read_voc_images, to_canvas, voc_colormap2label, voc_label_indices, voc_palette)
-from divekit.errors import ConfigError
+from divekit.data.segmentation import (
+    IGNORE_INDEX,
+    VOC_COLORMAP,
+    make_shapes,
+    random_crop_pairs,
+    read_label_png,
+    read_voc_images,
+    to_canvas,
+    voc_colormap2label,
+    voc_label_indices,
+    voc_palette,
+)
 from divekit.models import create_model
 from divekit.models.fcn import bilinear_kernel
-from divekit.segmentation import Segmentation, confusion_matrix, iou_per_class, label2image, mean_iou, pixel_accuracy
+from divekit.ops.conv import conv_transpose2d
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

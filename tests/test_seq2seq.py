@@ -7,14 +7,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from divekit.errors import ConfigError
+from divekit.core.errors import ConfigError
 from divekit.models import create_model, list_models
 from divekit.models.decoding import greedy_decode
-from divekit.models.registry import MODELS
 from divekit.models.encoder_decoder import TRANSLATION_DEFAULTS
-from divekit.models.seq2seq import (
-    Seq2SeqAttentionDecoder, Seq2SeqDecoder, Seq2SeqEncoder, masked_cross_entropy,
-)
+from divekit.models.registry import MODELS
+from divekit.models.seq2seq import Seq2SeqAttentionDecoder, Seq2SeqDecoder, Seq2SeqEncoder, masked_cross_entropy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,14 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import divekit as dk
-from divekit.data.detection import (
-    COLUMNS,
-    read_detection_split,
-    write_synthetic_detection,
-)
-from divekit.errors import DataError
-from divekit.detection import multibox_prior
+from divekit.core.errors import DataError
+from divekit.data.detection import COLUMNS, read_detection_split, write_synthetic_detection
 from divekit.models.ssd import ssd_loss
+from divekit.ops.boxes import multibox_prior
 
 
 def test_tiny_ssd_shapes_match_the_book(one_thread):
@@ -156,7 +152,7 @@ def trained_run(tmp_path_factory, one_thread):
 
 @pytest.mark.slow
 def test_short_training_lowers_the_loss_and_finds_the_bananas(trained_run):
-    from divekit.detection.detect import evaluate
+    from divekit.apps.detect import evaluate
 
     result, data, _ = trained_run
     losses = [h["train_loss"] for h in result.history]

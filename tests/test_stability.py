@@ -3,9 +3,7 @@
 import pytest
 import torch
 
-from divekit.errors import ConfigError
-from divekit.init import kaiming_normal_
-from divekit.stability import (
+from divekit.book.stability import (
     activation_and_gradient,
     activation_plots,
     matrix_product_demo,
@@ -13,6 +11,8 @@ from divekit.stability import (
     sigmoid_gradient_demo,
     vanishing_gradient_demo,
 )
+from divekit.core.errors import ConfigError
+from divekit.ops.init import kaiming_normal_
 
 
 @pytest.mark.parametrize("seed", range(5))

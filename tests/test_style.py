@@ -8,11 +8,24 @@ import pytest
 import torch
 from PIL import Image
 
+from divekit.apps.style import (
+    VGG19,
+    StyleWeights,
+    compute_loss,
+    content_loss,
+    extract_features,
+    feature_extractor,
+    gram,
+    load_vgg19_weights,
+    postprocess,
+    preprocess,
+    style_loss,
+    stylize,
+    tv_loss,
+)
 from divekit.cli import main
-from divekit.errors import DivekitError
-from divekit.io import save
-from divekit.style import (VGG19, StyleWeights, compute_loss, content_loss, extract_features, feature_extractor, gram,
-                           load_vgg19_weights, postprocess, preprocess, style_loss, stylize, tv_loss)
+from divekit.core.errors import DivekitError
+from divekit.core.io import save
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

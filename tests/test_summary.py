@@ -1,14 +1,13 @@
-"""divekit.summary: the book's layer-by-layer walk with parameter and multiply-add counts."""
+"""divekit.models.summary: the book's layer-by-layer walk with parameter and multiply-add counts."""
 
 import json
 
 import pytest
 import torch.nn as nn
 
-from divekit.errors import ConfigError
+from divekit.core.errors import ConfigError
 from divekit.models import create_model
-from divekit.summary import format_summary, summary, summary_main
-
+from divekit.models.summary import format_summary, summary, summary_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

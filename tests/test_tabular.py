@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from divekit.data.datasets import tensor_bundle
+from divekit.core.errors import DataError
+from divekit.data.registry import tensor_bundle
 from divekit.data.tabular import TabularPreprocessor, infer_task
-from divekit.errors import DataError
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from divekit.data.datasets import DataBundle
+from divekit.core.errors import ConfigError, DataError
+from divekit.data.registry import DataBundle
 from divekit.data.text import (
     SeqLoader,
     Vocab,
@@ -31,7 +32,6 @@ from divekit.data.text import (
     zipf_exponent,
     zipf_plot,
 )
-from divekit.errors import ConfigError, DataError
 
 FAST = settings(max_examples=40, deadline=None)
 TOY = list(range(35))  # the book's toy corpus

@@ -8,11 +8,11 @@ import torch
 import torch.nn as nn
 
 import divekit as dk
-from divekit.errors import DivekitError, TrainingDiverged
+import divekit.core.io as divekit_io
+from divekit.core.checkpoint import Checkpoint, save_checkpoint
+from divekit.core.errors import DivekitError, TrainingDiverged
 from divekit.models.registry import MODELS, register_model
-import divekit.io as divekit_io
 from divekit.train.callbacks import EarlyStopping
-from divekit.train.checkpoint import Checkpoint, save_checkpoint
 from divekit.train.evaluate import classification_report, confusion_matrix
 from divekit.train.trainer import Callback, StopTraining
 
@@ -293,7 +293,7 @@ def test_augment_changes_training_batches_only():
 
 
 def test_label_smoothing_applies_to_training_loss_only():
-    from divekit.train.tasks import Classification
+    from divekit.tasks.base import Classification
 
     logits, y = torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([0])
     smooth, plain = Classification(0.1), Classification()

@@ -9,13 +9,13 @@ import torch.nn.functional as F
 
 from divekit.models import MODELS, create_model, list_models
 from divekit.models.transformer import (
+    TRANSLATION_DEFAULTS,
     AddNorm,
     PositionWiseFFN,
     Transformer,
     TransformerDecoder,
     TransformerEncoder,
     TransformerEncoderBlock,
-    TRANSLATION_DEFAULTS,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,7 +11,7 @@ import torch
 import divekit as dk
 from divekit.cli import main
 from divekit.models.seq2seq import masked_cross_entropy
-from divekit.train.tasks import Seq2Seq
+from divekit.tasks.base import Seq2Seq
 
 SMALL = {  # models small enough for a few seconds of training
     "seq2seq": {"embed_size": 32, "num_hiddens": 64, "num_layers": 1},

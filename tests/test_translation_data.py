@@ -11,8 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from divekit.data.datasets import DataBundle, load_dataset
+from divekit.core.errors import ConfigError, DataError
 from divekit.data.loader import TensorLoader
+from divekit.data.registry import DataBundle, load_dataset
 from divekit.data.text import Vocab
 from divekit.data.translation import (
     build_array_nmt,
@@ -24,7 +25,6 @@ from divekit.data.translation import (
     tokenize_nmt,
     translation_sentences,
 )
-from divekit.errors import ConfigError, DataError
 
 # the first lines of fra.txt as the book prints them (book 10.5.1), with their narrow no-break spaces
 RAW = "Go.\tVa !\nHi.\tSalut !\nRun!\tCours\u202f!\nRun!\tCourez\u202f!\nWho?\tQui ?\nWow!\tÇa alors\u202f!\n"

@@ -38,12 +38,12 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from ..models.bert import CLS, MASK, PAD, RESERVED, SEP, get_tokens_and_segments
-from ..train.tasks import Task, register_task
+from ..tasks.base import Task, register_task
 from . import hub
-from .datasets import DataBundle, register_dataset
 from .loader import TensorLoader
+from .registry import DataBundle, register_dataset
 from .text import Vocab, read_ptb, tokenize
 
 MIN_FREQ = 5  # the book's vocabulary threshold for WikiText-2

@@ -1,7 +1,7 @@
 """Binary classification sets: the hours-to-pass toy example and scikit-learn's breast cancer table.
 
 Both need no download. Their targets are class indices 0/1 and their task is
-"binary-classification" (one logit per example, see divekit.train.binary).
+"binary-classification" (one logit per example, see divekit.tasks.binary).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
-from ..train import binary  # noqa: F401  (registers the binary-classification task)
-from .datasets import DataBundle, register_dataset, tensor_bundle
+from ..core.errors import DataError
+from ..tasks import binary  # noqa: F401  (registers the binary-classification task)
 from .loader import split
+from .registry import DataBundle, register_dataset, tensor_bundle
 
 # 20 students: hours studied and whether they passed the exam (Wikipedia, "Logistic regression").
 # The maximum-likelihood fit is P(pass) = sigmoid(1.5046 * hours - 4.0777).

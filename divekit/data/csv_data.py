@@ -21,7 +21,7 @@ Options (`--data-arg KEY=VALUE`; `--target` and `--features` are flags of their 
 * `valid`: the fraction of rows held out for validation (default 0.2; 0 trains on every row),
   a random split seeded by `split_seed` (default 0, so runs with different `--seed` share it).
 * `folds` and `fold`: K-fold cross-validation instead; fold `fold` (0 .. folds-1) of a seeded
-  permutation is the validation split (`divekit.kfold.k_fold_indices`). Run every fold, or use
+  permutation is the validation split (`divekit.ops.kfold.k_fold_indices`). Run every fold, or use
   `k_fold_csv` from Python, which does that and tabulates the folds.
 * `scale_target` (regression, default true): the model learns the standardized target
   (y - mean) / std; `valid_loss` is then the MSE in units of the target's variance (1.0 is
@@ -40,11 +40,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import ConfigError, DataError, did_you_mean
-from ..registry import Entry
-from ..train import binary  # noqa: F401  (registers the binary-classification task)
-from .datasets import DataBundle, tensor_bundle
+from ..core.errors import ConfigError, DataError, did_you_mean
+from ..core.registry import Entry
+from ..tasks import binary  # noqa: F401  (registers the binary-classification task)
 from .loader import split
+from .registry import DataBundle, tensor_bundle
 from .tabular import TabularPreprocessor
 
 PREFIX = "csv:"
@@ -140,7 +140,7 @@ def _id_column(frame: pd.DataFrame, id: str | None, path) -> str | None:
 def _split(n: int, valid: float, folds: int | None, fold: int | None, seed: int):
     """(train indices, valid indices or None)."""
     if folds is not None or fold is not None:
-        from ..kfold import k_fold_indices
+        from ..ops.kfold import k_fold_indices
 
         if folds is None or fold is None:
             raise ConfigError("K-fold needs both --data-arg folds=K and --data-arg fold=I (0 <= I < K)")
@@ -300,13 +300,13 @@ def run_predict(args) -> int:
 def k_fold_csv(path: str | Path, target: str, model: str = "mlp", k: int = 5, *, split_seed: int = 0,
                data_args: dict[str, Any] | None = None, **config):
     """K-fold cross-validation of `model` on a CSV file: one training run per fold (no run folders),
-    each validated on its held-out fold. Returns divekit.kfold.KFoldResult with the last epoch's
+    each validated on its held-out fold. Returns divekit.ops.kfold.KFoldResult with the last epoch's
     train_* and valid_* metrics of every fold, their means and standard deviations.
 
         result = k_fold_csv("train.csv", "Survived", "mlp", k=5, epochs=30)
         print(result.table())
     """
-    from ..kfold import KFoldResult
+    from ..ops.kfold import KFoldResult
     from ..train.api import fit, resolve_config
 
     rows = []

@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..detection import task  # noqa: F401  (registers the "detection" training task)
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
+from ..tasks import detection as task  # noqa: F401  (registers the "detection" training task)
 from . import hub
-from .datasets import DataBundle, register_dataset
 from .loader import TensorLoader
-from .transforms import image_transform, resize as resize_fn, to_float
+from .registry import DataBundle, register_dataset
+from .transforms import image_transform, to_float
+from .transforms import resize as resize_fn
 
 COLUMNS = ("img_name", "label", "xmin", "ymin", "xmax", "ymax")
 SPLIT_FOLDERS = {"train": "bananas_train", "valid": "bananas_val"}

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
-from ..io import atomic_save_file, read_safetensors
+from ..core.errors import DataError
+from ..core.io import atomic_save_file, read_safetensors
 from . import hub
 from .images import UnreadableImage, read_image
 from .loader import split
@@ -104,7 +104,7 @@ def load_folder_dataset(name: str, *, batch_size: int, seed: int = 0, device=Non
                         augment: str | None = None, data_dir=None, size: int | None = None, channels: int = 3,
                         valid: float = 0.2, split_seed: int = 0, **unknown):
     """The DataBundle of `folder:PATH`: training and validation splits of the folder's images."""
-    from .datasets import image_classification
+    from .registry import image_classification
 
     if unknown:
         raise DataError(f"unknown data option(s) {sorted(unknown)} for {name}; folder datasets take size, channels, "

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import ChecksumError, ConfigError, DataError, did_you_mean
+from ..core.errors import ChecksumError, ConfigError, DataError, did_you_mean
 
 HASH_LENGTHS = {"sha1": 40, "md5": 32}
 CHUNK_BYTES = 1 << 20

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 MODES = {1: "L", 3: "RGB"}
 

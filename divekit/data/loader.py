@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..errors import ConfigError
-from ..train import dist
+from ..core import dist
+from ..core.errors import ConfigError
 
 # transform(batch, generator) -> batch, applied to each minibatch on its device
 BatchTransform = Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]]

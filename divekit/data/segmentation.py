@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from . import hub
-from .datasets import DataBundle, register_dataset
 from .images import UnreadableImage, read_image
 from .loader import TensorLoader
+from .registry import DataBundle, register_dataset
 
 IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the book's normalize_image: torchvision's ImageNet statistics
@@ -182,7 +182,7 @@ def segmentation_bundle(name: str, train: tuple[torch.Tensor, ...], valid: tuple
                         classes: list[str], palette: list[list[int]], *, crop: tuple[int, int] | None,
                         batch_size: int, seed: int, device) -> DataBundle:
     """A DataBundle for the "segmentation" task over (images, labels, sizes) canvases per split."""
-    from .. import segmentation  # noqa: F401  (registers the "segmentation" task)
+    from ..apps import segment as segmentation  # noqa: F401  (registers the "segmentation" task)
 
     transform = segmentation_transform(crop)
     h, w = crop if crop is not None else tuple(train[0].shape[-2:])

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import DataError, did_you_mean
+from ..core.errors import DataError, did_you_mean
 
 STATE_VERSION = 1
 TASKS = ("regression", "classification")

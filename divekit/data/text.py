@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from ..errors import ConfigError, DataError, did_you_mean
+from ..core.errors import ConfigError, DataError, did_you_mean
 from . import hub
 from .loader import Sharded
 
@@ -476,7 +476,7 @@ def language_model_bundle(
     deterministic sequential passes. heldout=0 without a valid_corpus gives no valid split.
     `context` carries vocab_size, the vocab itself (`Vocab.to_dict`) and the token level.
     """
-    from .datasets import DataBundle  # here, so datasets.py may register text datasets from this module
+    from .registry import DataBundle  # here, so datasets.py may register text datasets from this module
 
     if level not in TOKEN_KINDS:
         raise ConfigError(f"level {level!r} is not one of {', '.join(repr(t) for t in TOKEN_KINDS)}")

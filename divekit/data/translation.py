@@ -30,10 +30,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from . import hub
-from .datasets import DataBundle, register_dataset
-from .loader import TensorLoader, split as split_indices
+from .loader import TensorLoader
+from .loader import split as split_indices
+from .registry import DataBundle, register_dataset
 from .text import EOS, Vocab
 
 PAD, BOS = "<pad>", "<bos>"

@@ -1,7 +1,26 @@
 """The model zoo. Importing this package registers every model family."""
 
 # importing a family registers its models
-from . import alexnet, attention, bert, densenet, fastnet, fcn, googlenet, lenet, linear, logistic, mlp, nin, resnet, rnn, seq2seq, ssd, transformer, vgg  # noqa: F401
+from . import (
+    alexnet,
+    attention,
+    bert,
+    densenet,
+    fastnet,
+    fcn,
+    googlenet,
+    lenet,
+    linear,
+    logistic,
+    mlp,
+    nin,
+    resnet,
+    rnn,
+    seq2seq,
+    ssd,
+    transformer,
+    vgg,
+)  # noqa: F401
 from .registry import MODELS, create_model, list_models, register_model
 
 __all__ = ["MODELS", "create_model", "list_models", "register_model"]

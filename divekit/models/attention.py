@@ -180,7 +180,7 @@ def positional_encoding_plot(path: str | Path, num_hiddens: int = 32, num_steps:
     of the sinusoids' frequencies falling along the encoding dimension (book 11.6.3)."""
     from matplotlib.figure import Figure
 
-    from ..train.plot import save_figure
+    from ..core.plot import save_figure
 
     P = PositionalEncoding(num_hiddens).P[0, :num_steps, :]  # (num_steps, num_hiddens)
     fig = Figure(figsize=(6, 2.5))
@@ -199,7 +199,7 @@ def attention_heatmap(weights: torch.Tensor, path: str | Path, xlabel: str = "ke
     (rows, cols, Q, K) for a grid; one shared colour bar; `titles` name the columns."""
     from matplotlib.figure import Figure
 
-    from ..train.plot import save_figure
+    from ..core.plot import save_figure
 
     weights = torch.as_tensor(weights).detach().cpu()
     if weights.dim() == 2:
@@ -326,7 +326,7 @@ def parametric_nadaraya_watson(net: NWKernelRegression, x_train: torch.Tensor, y
 def _regression_plot(data: KernelRegressionData, y_hat: torch.Tensor, title: str, path: Path) -> Path:
     from matplotlib.figure import Figure
 
-    from ..train.plot import save_figure
+    from ..core.plot import save_figure
 
     fig = Figure(figsize=(3.5, 2.5))
     ax = fig.add_subplot()

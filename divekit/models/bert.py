@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import DivekitError
+from ..core.errors import DivekitError
 from .registry import register_model
 from .transformer import TransformerEncoderBlock
 
@@ -207,7 +207,7 @@ def bert_config_of(meta: dict[str, Any]) -> dict[str, Any]:
 
 def load_pretrained_run(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(BERTModel state dict, checkpoint meta) of a `bert-small` run folder (best checkpoint)."""
-    from ..train.checkpoint import Checkpoint  # the training package imports the model zoo
+    from ..core.checkpoint import Checkpoint  # the training package imports the model zoo
 
     run_dir = Path(run_dir)
     path = run_dir / "best.safetensors"

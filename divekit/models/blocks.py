@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import DivekitError
+from ..core.errors import DivekitError
 
 
 def _linear(num_inputs: int | None, num_outputs: int) -> nn.Module:

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 EXHAUSTIVE_LIMIT = 200_000  # the most sequences exhaustive_search scores

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-
 # training defaults of the translation models (the book's, chapter 10-11); models override lr
 TRANSLATION_DEFAULTS = {"data": "fra-eng", "optimizer": "adam", "lr": 0.005, "epochs": 30, "batch_size": 128,
                         "grad_clip": 1.0}

@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from ..init import xavier_uniform_
+from ..core.errors import ConfigError
+from ..ops.init import xavier_uniform_
 
 
 class BookNet(nn.Module):

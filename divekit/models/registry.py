@@ -6,7 +6,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..registry import Registry, call_with_known
+from ..core.registry import Registry, call_with_known
 
 MODELS = Registry("model")
 register_model = MODELS.register

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from .layers import BookNet, Bottleneck, init_cnn, Residual, stem
+from .layers import BookNet, Bottleneck, Residual, init_cnn, stem
 from .registry import register_model
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .registry import register_model
 
 State = torch.Tensor | tuple | list

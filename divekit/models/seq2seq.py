@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from ..init import xavier_uniform_
+from ..core.errors import ConfigError
+from ..ops.init import xavier_uniform_
 from .attention import AdditiveAttention
 from .encoder_decoder import TRANSLATION_DEFAULTS, Decoder, Encoder, EncoderDecoder
 from .registry import register_model

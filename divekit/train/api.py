@@ -15,16 +15,25 @@ from typing import Any, Iterable
 
 import torch
 
-from ..config import TrainConfig, coerce_fields, read_config_file, resolve
-from ..data.datasets import DATASETS, DataBundle, load_dataset
-from ..device import resolve_device
-from ..errors import ConfigError, DivekitError
+from ..core import dist
+from ..core.checkpoint import Checkpoint
+from ..core.device import resolve_device
+from ..core.errors import ConfigError, DivekitError
+from ..data.registry import DATASETS, DataBundle, load_dataset
 from ..models.registry import MODELS, create_model
-from ..recipes import recipe
-from . import dist
-from .callbacks import BEST, LAST, CheckpointSaver, EarlyStopping, MetricsLogger, PlotCurves, ProgressBar, write_json_atomic
-from .checkpoint import Checkpoint
-from .tasks import Task, make_task
+from ..tasks.base import Task, make_task
+from .callbacks import (
+    BEST,
+    LAST,
+    CheckpointSaver,
+    EarlyStopping,
+    MetricsLogger,
+    PlotCurves,
+    ProgressBar,
+    write_json_atomic,
+)
+from .config import TrainConfig, coerce_fields, read_config_file, resolve
+from .recipes import recipe
 from .trainer import Callback, Trainer, check_precision
 
 # settings that may change when a run is resumed; the others define the run and stay fixed
@@ -170,8 +179,8 @@ def fit(
     name = _model_name(model, cfg)
     if isinstance(model, str):
         model = create_model(model, context=data.context, **cfg.model_args)
-    if cfg.init_from:  # fine-tuning: pretrained body, new head, per-group learning rates (divekit.finetune)
-        from ..finetune import prepare_finetune
+    if cfg.init_from:  # fine-tuning: pretrained body, new head, per-group learning rates (divekit.train.finetune)
+        from .finetune import prepare_finetune
 
         optimizer = prepare_finetune(model, data, cfg, load_weights=resume_from is None, optimizer=optimizer)
     check_precision(cfg)

@@ -15,8 +15,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from . import dist
-from .checkpoint import save_checkpoint
+from ..core import dist
+from ..core.checkpoint import save_checkpoint
 from .trainer import Callback, StopTraining, monitor_name
 
 
@@ -178,7 +178,7 @@ class PlotCurves(Callback):
             return
         import matplotlib.pyplot as plt
 
-        from .plot import curves_figure, save_figure
+        from ..core.plot import curves_figure, save_figure
 
         fig = curves_figure(trainer.history, self.title)
         if self.live:

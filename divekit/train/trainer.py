@@ -23,14 +23,14 @@ from typing import Any, Iterable
 
 import torch
 
-from ..config import TrainConfig
-from ..data.datasets import DataBundle
-from ..device import resolve_device
-from ..errors import ConfigError, DivekitError, TrainingDiverged
-from ..optim import build_optimizer
-from ..schedules import build_schedule
-from . import dist
-from .tasks import Task, make_task
+from ..core import dist
+from ..core.device import resolve_device
+from ..core.errors import ConfigError, DivekitError, TrainingDiverged
+from ..data.registry import DataBundle
+from ..ops.optim import build_optimizer
+from ..ops.schedules import build_schedule
+from ..tasks.base import Task, make_task
+from .config import TrainConfig
 
 
 def monitor_name(config: TrainConfig, metrics: dict[str, float]) -> str | None:

@@ -1,0 +1,269 @@
+"""Semantic segmentation (book 14.9-14.11): the training task, its metrics, colored predictions and
+the `divekit segment` verb.
+
+The task: a batch is (images (B, 3, H, W), labels (B, H, W) int64); the model returns class scores
+(B, num_classes, H, W); the loss is the cross-entropy of every pixel, averaged over the pixels
+whose label is not the ignore index (VOC's object borders). Metrics, over all labelled pixels of
+a split:
+
+* pixel accuracy = correct pixels / labelled pixels;
+* mean IoU = the mean over classes of |prediction ∩ truth| / |prediction ∪ truth|, from the
+  confusion matrix C (rows: true class, columns: predicted class) as
+  IoU_c = C[c, c] / (sum_j C[c, j] + sum_i C[i, c] - C[c, c]); classes that neither occur nor
+  are predicted in the split are left out of the mean.
+
+Both are computed from sums over the whole split (not averaged per batch), so they do not depend
+on the batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..core.errors import DivekitError
+from ..data.images import read_image
+from ..tasks.base import Task, register_task
+from ..train.evaluate import confusion_matrix as classification_confusion
+
+IGNORE_INDEX = 255
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """(num_classes, num_classes) int64 counts: [true class, predicted class] over the labelled pixels."""
+    valid = target != ignore_index
+    return classification_confusion(pred[valid].long(), target[valid].long(), num_classes)
+
+
+def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
+    """IoU of every class (float64), NaN for classes absent from both truth and prediction."""
+    confusion = confusion.double()
+    inter = confusion.diagonal()
+    union = confusion.sum(0) + confusion.sum(1) - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(inter, math.nan))
+
+
+def mean_iou(confusion: torch.Tensor) -> float:
+    """The mean IoU over the classes present in truth or prediction (0 when there are none)."""
+    iou = iou_per_class(confusion)
+    present = ~iou.isnan()
+    return float(iou[present].mean()) if bool(present.any()) else 0.0
+
+
+def pixel_accuracy(confusion: torch.Tensor) -> float:
+    """Correct pixels / labelled pixels."""
+    total = int(confusion.sum())
+    return float(confusion.diagonal().sum()) / total if total else 0.0
+
+
+@register_task
+class Segmentation(Task):
+    """Images -> per-pixel class scores; per-pixel cross-entropy; metrics loss, acc (pixel accuracy), miou."""
+
+    name = "segmentation"
+    unit = "img"
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+
+    @classmethod
+    def from_config(cls, config, context=None) -> "Segmentation":
+        if not context or "num_classes" not in context:
+            raise ValueError("the segmentation task needs the number of classes (context['num_classes']) from the dataset")
+        return cls(context["num_classes"], context.get("ignore_index", IGNORE_INDEX))
+
+    def default_loss(self, logits, Y, training):
+        return F.cross_entropy(logits, Y, ignore_index=self.ignore_index)  # mean over labelled pixels
+
+    def step(self, model, batch):
+        X, Y = batch[0], batch[1]
+        logits = model(X)  # (B, num_classes, H, W)
+        loss = self.loss(model, logits, Y)
+        conf = confusion_matrix(logits.detach().argmax(dim=1), Y, self.num_classes, self.ignore_index)
+        pixels = conf.sum()
+        inter = conf.diagonal()
+        union = conf.sum(0) + conf.sum(1) - inter
+        sums = {"loss": loss.detach() * pixels, "acc": inter.sum(), "pixels": pixels}
+        for c in range(self.num_classes):  # 0-dim sums, as the trainer accumulates them
+            sums[f"inter_{c}"], sums[f"union_{c}"] = inter[c], union[c]
+        return loss, sums, Y.shape[0]
+
+    def summarize(self, totals, n):
+        totals = dict(totals)
+        pixels = max(totals.pop("pixels"), 1.0)
+        inter = [totals.pop(f"inter_{c}") for c in range(self.num_classes)]
+        union = [totals.pop(f"union_{c}") for c in range(self.num_classes)]
+        out = {k: v / pixels for k, v in totals.items()}
+        ious = [i / u for i, u in zip(inter, union) if u > 0]
+        out["miou"] = sum(ious) / len(ious) if ious else 0.0
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# predictions
+
+
+def label2image(pred: torch.Tensor, palette) -> torch.Tensor:
+    """Class indices (..., H, W) -> uint8 colors (..., H, W, 3) through the palette (book 14.11.4);
+    the ignore index and other out-of-palette indices become white."""
+    colormap = torch.tensor(palette, dtype=torch.uint8, device=pred.device)  # (num_classes, 3)
+    colormap = torch.cat([colormap, torch.full((1, 3), 255, dtype=torch.uint8, device=pred.device)])
+    pred = pred.long()
+    return colormap[torch.where((pred >= 0) & (pred < len(palette)), pred, len(palette))]
+
+
+def save_label_png(pred: torch.Tensor, palette, path: str | Path) -> Path:
+    """Save class indices (H, W) as a palette PNG, VOC's label format: each pixel's value is its class
+    and the file's palette colors it (unused entries black, the ignore index white)."""
+    flat = [0] * 768
+    for i, rgb in enumerate(palette):
+        flat[3 * i:3 * i + 3] = list(rgb)
+    flat[3 * IGNORE_INDEX:3 * IGNORE_INDEX + 3] = [255, 255, 255]
+    img = Image.fromarray(pred.to(torch.uint8).cpu().numpy(), mode="P")
+    img.putpalette(flat)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """Class indices (N, H, W) for normalized images (N, 3, H, W) (book 14.11.4)."""
+    model.eval()
+    return model(X.to(next(model.parameters()).device)).argmax(dim=1).cpu()
+
+
+def segment_images(model: torch.nn.Module, meta: dict, paths, out_dir: str | Path) -> list[dict]:
+    """Segment image files with a run's model; save each prediction as a colored palette PNG in
+    `out_dir` (NAME_seg.png) and return, per image, where it went and the share of each class."""
+    from ..data.segmentation import normalize_image
+
+    ctx, classes = meta["context"], meta["classes"]
+    rows = []
+    for path in paths:
+        x = normalize_image(read_image(path), ctx["mean"], ctx["std"])  # (3, H, W)
+        pred = predict(model, x.unsqueeze(0))[0]  # (H, W)
+        out = save_label_png(pred, ctx["palette"], Path(out_dir) / f"{Path(path).stem}_seg.png")
+        counts = torch.bincount(pred.flatten(), minlength=len(classes)).double() / pred.numel()
+        rows.append({"input": str(path), "output": str(out), "size": list(pred.shape),
+                     "class_share": {c: round(float(s), 4) for c, s in zip(classes, counts) if s > 0}})
+    return rows
+
+
+@torch.no_grad()
+def evaluate_heldout(model: torch.nn.Module, loader, num_classes: int) -> tuple[torch.Tensor, list]:
+    """The confusion matrix of the model over a held-out loader, and its first batch (images, labels, predictions)."""
+    model.eval()
+    device = next(model.parameters()).device
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    first = None
+    for X, Y in loader:
+        pred = model(X.to(device)).argmax(dim=1).cpu()
+        conf += confusion_matrix(pred, Y.cpu(), num_classes)
+        if first is None:
+            first = (X.cpu(), Y.cpu(), pred)
+    return conf, first
+
+
+def heldout_figure(X: torch.Tensor, Y: torch.Tensor, pred: torch.Tensor, meta: dict, n: int = 4):
+    """Rows of image | truth | prediction for the first `n` held-out examples (book 14.11.4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ctx = meta["context"]
+    mean, std = torch.tensor(ctx["mean"]).view(3, 1, 1), torch.tensor(ctx["std"]).view(3, 1, 1)
+    n = min(n, len(X))
+    fig, axes = plt.subplots(n, 3, figsize=(7, 2.3 * n), squeeze=False)
+    for i in range(n):
+        panels = ((X[i] * std + mean).clamp(0, 1).permute(1, 2, 0), label2image(Y[i], ctx["palette"]),
+                  label2image(pred[i], ctx["palette"]))
+        for ax, img, title in zip(axes[i], panels, ("image", "truth", "prediction")):
+            ax.imshow(img.numpy())
+            ax.set_axis_off()
+            if i == 0:
+                ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def evaluate_run(model: torch.nn.Module, meta: dict, out_dir: str | Path, data_dir: str | None = None) -> dict:
+    """Pixel accuracy, mean IoU and per-class IoU of a run's model on its dataset's held-out split;
+    saves heldout.png (image | truth | prediction) in `out_dir`."""
+    from ..core.plot import save_figure
+    from ..data.registry import load_dataset
+
+    cfg = meta["config"]
+    data = load_dataset(cfg["data"], batch_size=cfg["batch_size"], seed=cfg["seed"], device="cpu",
+                        data_dir=data_dir or cfg["data_dir"], **cfg["data_args"])
+    split, loader = ("valid", data.valid) if data.valid is not None else ("test", data.test)
+    classes = meta["classes"]
+    conf, first = evaluate_heldout(model, loader, len(classes))
+    iou = iou_per_class(conf)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    plot = save_figure(heldout_figure(*first, meta), Path(out_dir) / "heldout.png")
+    return {"split": split, "pixels": int(conf.sum()), "pixel_acc": round(pixel_accuracy(conf), 6),
+            "miou": round(mean_iou(conf), 6),
+            "per_class_iou": {c: (None if math.isnan(v) else round(float(v), 4)) for c, v in zip(classes, iou)},
+            "plot": str(plot)}
+
+
+# ----------------------------------------------------------------------------------------------
+# the `divekit segment` verb
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("segment", help="segment images with a segmentation run's model (colored PNGs); "
+                       "pixel accuracy and mean IoU on its held-out split",
+                       description="Segment IMAGE files with the model of RUN_DIR and save colored predictions "
+                       "(palette PNGs) in --out. With --eval (the default when no IMAGE is given) also report "
+                       "pixel accuracy and mean IoU on the run dataset's held-out split.")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (png, jpg, ...)")
+    p.add_argument("--out", default="segmentations", help="folder for the predictions (default: segmentations/)")
+    p.add_argument("--eval", action="store_true", help="evaluate on the held-out split too")
+    p.add_argument("--which", choices=("best", "last"), default="best")
+    p.add_argument("--data-dir")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.api import load_run
+
+    model, ckpt = load_run(args.run_dir, args.which, "cpu")
+    meta = ckpt.meta
+    if meta["task"] != "segmentation":
+        raise DivekitError(f"`divekit segment` needs a segmentation run; {args.run_dir} is a {meta['task']} model "
+                           f"on {meta['data']!r}")
+    out: dict = {"run_dir": args.run_dir, "checkpoint": ckpt.path.name, "out": args.out}
+    if args.images:
+        out["predictions"] = segment_images(model, meta, args.images, args.out)
+    if args.eval or not args.images:
+        out["heldout"] = evaluate_run(model, meta, args.out, args.data_dir)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for row in out.get("predictions", []):
+        shares = ", ".join(f"{c} {s:.0%}" for c, s in sorted(row["class_share"].items(), key=lambda kv: -kv[1]))
+        print(f"{row['input']} -> {row['output']}  ({shares})")
+    if "heldout" in out:
+        h = out["heldout"]
+        print(f"{meta['data']} {h['split']} split ({h['pixels']} labelled pixels): pixel accuracy {h['pixel_acc']:.4f}  "
+              f"mean IoU {h['miou']:.4f}")
+        for c, v in h["per_class_iou"].items():
+            print(f"  {c:>14s}  {'-' if v is None else f'{v:.4f}'}")
+        print(f"examples: {h['plot']}")
+    return 0
+
+
+__all__ = ["Segmentation", "confusion_matrix", "evaluate_run", "iou_per_class", "label2image", "mean_iou",
+           "pixel_accuracy", "predict", "save_label_png", "segment_images"]

@@ -1,0 +1,183 @@
+"""Layer-by-layer model summary: output shape, parameters and multiply-adds of every layer.
+
+The book walks a model by hand, `for layer in net: X = layer(X); print(layer.__class__.__name__,
+'output shape:', X.shape)`. `summary` does the same for any model, nested blocks included: it runs
+one example through the model with a forward hook on every leaf module (and every module holding
+parameters of its own) and records, in call order:
+
+    name          the module's name in the model ('0', 'b2.0.conv1')
+    type          its class name ('Conv2d')
+    output_shape  the shape of its output for a batch of one, as the book prints it
+    params        the number of parameters it holds itself (a module called twice counts them once)
+    macs          multiply-adds per example
+
+Multiply-adds count the products of the matrix and convolution layers and one per output element
+of batch normalization (in eval mode it is y = a * x + b per element):
+
+    Conv2d            out_elements * (in_channels / groups) * kh * kw
+    ConvTranspose2d   in_elements * (out_channels / groups) * kh * kw
+    Linear            out_elements * in_features
+    BatchNorm         out_elements
+    anything else     0 (activations, pooling, dropout, flatten: comparisons and additions,
+                      a small share of the work)
+
+Biases are not counted. Operations a model does in its forward() outside any module (the
+addition of a residual block, the concatenation of a dense block) do not appear.
+"""
+
+from __future__ import annotations
+
+import json as json_lib
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..core.errors import ConfigError
+from .layers import BatchNorm
+
+
+@dataclass
+class LayerRow:
+    """One called module: its name, class, output shape (batch of one), own parameters and multiply-adds."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...] | None
+    params: int
+    macs: int
+
+
+@dataclass
+class Summary:
+    """The rows in call order, the model's parameter count and the total multiply-adds per example."""
+
+    rows: list[LayerRow]
+    total_params: int  # every parameter of the model, counted once
+    total_macs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": [{**asdict(r), "output_shape": list(r.output_shape) if r.output_shape else None} for r in self.rows],
+            "total_params": self.total_params,
+            "total_macs": self.total_macs,
+        }
+
+
+def _output_shape(out: Any) -> tuple[int, ...] | None:
+    # a module may return a tuple (e.g. an RNN's output and state): report the first tensor
+    if isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    return tuple(out.shape) if isinstance(out, torch.Tensor) else None
+
+
+def layer_macs(module: nn.Module, inputs: tuple, out: Any) -> int:
+    """Multiply-adds per example of one call of `module` (see the module docstring for the rules)."""
+    if not isinstance(out, torch.Tensor) or out.dim() == 0:
+        return 0
+    batch = out.shape[0]
+    if isinstance(module, nn.modules.conv._ConvNd):
+        kernel = math.prod(module.kernel_size)
+        if module.transposed:
+            return inputs[0].numel() // batch * (module.out_channels // module.groups) * kernel
+        return out.numel() // batch * (module.in_channels // module.groups) * kernel
+    if isinstance(module, nn.Linear):
+        return out.numel() // batch * module.in_features
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, BatchNorm)):
+        return out.numel() // batch
+    return 0
+
+
+def summary(model: nn.Module, input_shape: Sequence[int]) -> Summary:
+    """Run one example of shape input_shape (e.g. (1, 28, 28)) through `model` and summarize each layer.
+
+    The model runs in eval mode (batch norm cannot use the statistics of a batch of one) and
+    without gradients; its mode is restored afterwards. A model that cannot take the shape raises
+    the RuntimeError of its forward pass.
+    """
+    rows: list[LayerRow] = []
+    counted: set[int] = set()
+    names = {id(m): name for name, m in model.named_modules()}
+
+    def hook(module, inputs, out):
+        own = 0
+        if id(module) not in counted:
+            counted.add(id(module))
+            own = sum(p.numel() for p in module.parameters(recurse=False))
+        rows.append(LayerRow(names[id(module)] or type(module).__name__, type(module).__name__,
+                             _output_shape(out), own, layer_macs(module, inputs, out)))
+
+    watched = [m for m in model.modules() if not list(m.children()) or list(m.parameters(recurse=False))]
+    handles = [m.register_forward_hook(hook) for m in watched]
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters(), torch.empty(0)).device
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    total_params = sum(p.numel() for p in model.parameters())
+    return Summary(rows, total_params, sum(r.macs for r in rows))
+
+
+def format_summary(s: Summary) -> str:
+    """The summary as the book's walk, one line per layer ('Conv2d output shape: (1, 6, 28, 28)'),
+    with the layer's name in front and its parameters and multiply-adds behind, then the totals."""
+    described = [(r.name, f"{r.type} output shape: {r.output_shape}", f"{r.params:,}", f"{r.macs:,}") for r in s.rows]
+    header = ("layer", "", "params", "MACs")
+    footer = ("total", "", f"{s.total_params:,}", f"{s.total_macs:,}")
+    widths = [max(len(row[i]) for row in [header, *described, footer]) for i in range(4)]
+
+    def line(row):
+        return f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}".rstrip()
+
+    rule = "-" * (sum(widths) + 6)
+    return "\n".join([line(header), rule, *map(line, described), rule, line(footer)])
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1,28,28' -> (1, 28, 28); ConfigError naming the option if it is not positive integers."""
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"--input-shape must be positive integers C,H,W such as 1,28,28; got {text!r}")
+    return shape
+
+
+def summary_main(model_name: str, input_shape: str | None = None, json: bool = False) -> int:
+    """`divekit summary MODEL [--input-shape C,H,W] [--json]`: print a model's layer-by-layer summary.
+
+    The model is built for 10 classes and the given input shape; without one, for 1-channel images
+    at the model's default --resize (e.g. 224 for alexnet), else 28x28. With json, prints
+    one JSON object {model, input_shape, layers, total_params, total_macs} on the last line.
+    Returns the exit status.
+    """
+    from .registry import MODELS, create_model
+
+    entry = MODELS.get(model_name)  # ConfigError with suggestions for an unknown name
+    if input_shape is None:
+        size = entry.defaults.get("resize") or 28
+        shape: tuple[int, ...] = (1, size, size)
+    else:
+        shape = parse_shape(input_shape)
+    model = create_model(model_name, context={"num_classes": 10, "in_shape": shape})
+    try:
+        s = summary(model, shape)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(
+            f"model {model_name!r} cannot take inputs of shape {shape}: {str(e).splitlines()[0]}. "
+            "Choose another --input-shape."
+        ) from None
+    if json:
+        print(json_lib.dumps({"model": model_name, "input_shape": list(shape), **s.to_dict()}))
+    else:
+        print(f"{model_name} for inputs of shape {shape}")
+        print(format_summary(s))
+    return 0
