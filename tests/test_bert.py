@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from divekit.cli import main
 from divekit.core.errors import DivekitError
-from divekit.data.bert import BertPretrain, BertTagging, bert_pretrain_losses
 from divekit.data.loader import TensorLoader
 from divekit.data.registry import DataBundle, load_dataset
 from divekit.models import MODELS, create_model
@@ -22,6 +21,7 @@ from divekit.models.bert import (
     bert_encoding,
     load_pretrained,
 )
+from divekit.tasks.bert import BertPretrain, BertTagging, bert_pretrain_losses
 from divekit.train.api import fit, load_run, resolve_config
 from divekit.train.config import TrainConfig
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import divekit as dk
+from divekit.apps.tabular import k_fold_csv
 from divekit.cli import main
 from divekit.core.checkpoint import Checkpoint
 from divekit.data.binary import HOURS, HOURS_MLE, PASSED
-from divekit.data.csv_data import choose_task, k_fold_csv, load_csv
+from divekit.data.csv_data import choose_task, load_csv
 from divekit.data.tabular import TabularPreprocessor
 from divekit.ops.schedules import Plateau
 from divekit.train.api import fit, load_run, resolve_config

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from divekit.apps.segment import Segmentation, confusion_matrix, iou_per_class, label2image, mean_iou, pixel_accuracy
+from divekit.apps.segment import label2image
 from divekit.cli import main
 from divekit.core.errors import ConfigError
 from divekit.data import load_dataset
@@ -30,6 +30,9 @@ from divekit.data.segmentation import (
 from divekit.models import create_model
 from divekit.models.fcn import bilinear_kernel
 from divekit.ops.conv import conv_transpose2d
+from divekit.ops.metrics import iou_per_class, mean_iou, pixel_accuracy
+from divekit.ops.metrics import segmentation_confusion as confusion_matrix
+from divekit.tasks.segmentation import Segmentation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

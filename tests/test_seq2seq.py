@@ -12,7 +12,7 @@ from divekit.models import create_model, list_models
 from divekit.models.decoding import greedy_decode
 from divekit.models.encoder_decoder import TRANSLATION_DEFAULTS
 from divekit.models.registry import MODELS
-from divekit.models.seq2seq import Seq2SeqAttentionDecoder, Seq2SeqDecoder, Seq2SeqEncoder, masked_cross_entropy
+from divekit.models.seq2seq import Seq2SeqEncoder, masked_cross_entropy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,5 +1,6 @@
-"""Semantic segmentation (book 14.9-14.11): the training task, its metrics, colored predictions and
-the `divekit segment` verb.
+"""Semantic segmentation (book 14.9-14.11): colored predictions, held-out evaluation and the
+`divekit segment` verb (the training task is divekit.tasks.segmentation, the metrics
+divekit.ops.metrics).
 
 The task: a batch is (images (B, 3, H, W), labels (B, H, W) int64); the model returns class scores
 (B, num_classes, H, W); the loss is the cross-entropy of every pixel, averaged over the pixels
@@ -24,87 +25,12 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..core.errors import DivekitError
 from ..data.images import read_image
-from ..tasks.base import Task, register_task
-from ..train.evaluate import confusion_matrix as classification_confusion
-
-IGNORE_INDEX = 255
-
-
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """(num_classes, num_classes) int64 counts: [true class, predicted class] over the labelled pixels."""
-    valid = target != ignore_index
-    return classification_confusion(pred[valid].long(), target[valid].long(), num_classes)
-
-
-def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
-    """IoU of every class (float64), NaN for classes absent from both truth and prediction."""
-    confusion = confusion.double()
-    inter = confusion.diagonal()
-    union = confusion.sum(0) + confusion.sum(1) - inter
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(inter, math.nan))
-
-
-def mean_iou(confusion: torch.Tensor) -> float:
-    """The mean IoU over the classes present in truth or prediction (0 when there are none)."""
-    iou = iou_per_class(confusion)
-    present = ~iou.isnan()
-    return float(iou[present].mean()) if bool(present.any()) else 0.0
-
-
-def pixel_accuracy(confusion: torch.Tensor) -> float:
-    """Correct pixels / labelled pixels."""
-    total = int(confusion.sum())
-    return float(confusion.diagonal().sum()) / total if total else 0.0
-
-
-@register_task
-class Segmentation(Task):
-    """Images -> per-pixel class scores; per-pixel cross-entropy; metrics loss, acc (pixel accuracy), miou."""
-
-    name = "segmentation"
-    unit = "img"
-
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
-        self.num_classes, self.ignore_index = num_classes, ignore_index
-
-    @classmethod
-    def from_config(cls, config, context=None) -> "Segmentation":
-        if not context or "num_classes" not in context:
-            raise ValueError("the segmentation task needs the number of classes (context['num_classes']) from the dataset")
-        return cls(context["num_classes"], context.get("ignore_index", IGNORE_INDEX))
-
-    def default_loss(self, logits, Y, training):
-        return F.cross_entropy(logits, Y, ignore_index=self.ignore_index)  # mean over labelled pixels
-
-    def step(self, model, batch):
-        X, Y = batch[0], batch[1]
-        logits = model(X)  # (B, num_classes, H, W)
-        loss = self.loss(model, logits, Y)
-        conf = confusion_matrix(logits.detach().argmax(dim=1), Y, self.num_classes, self.ignore_index)
-        pixels = conf.sum()
-        inter = conf.diagonal()
-        union = conf.sum(0) + conf.sum(1) - inter
-        sums = {"loss": loss.detach() * pixels, "acc": inter.sum(), "pixels": pixels}
-        for c in range(self.num_classes):  # 0-dim sums, as the trainer accumulates them
-            sums[f"inter_{c}"], sums[f"union_{c}"] = inter[c], union[c]
-        return loss, sums, Y.shape[0]
-
-    def summarize(self, totals, n):
-        totals = dict(totals)
-        pixels = max(totals.pop("pixels"), 1.0)
-        inter = [totals.pop(f"inter_{c}") for c in range(self.num_classes)]
-        union = [totals.pop(f"union_{c}") for c in range(self.num_classes)]
-        out = {k: v / pixels for k, v in totals.items()}
-        ious = [i / u for i, u in zip(inter, union) if u > 0]
-        out["miou"] = sum(ious) / len(ious) if ious else 0.0
-        return out
-
+from ..ops.metrics import IGNORE_INDEX, iou_per_class, mean_iou, pixel_accuracy
+from ..ops.metrics import segmentation_confusion as confusion_matrix
 
 # ----------------------------------------------------------------------------------------------
 # predictions
@@ -265,5 +191,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["Segmentation", "confusion_matrix", "evaluate_run", "iou_per_class", "label2image", "mean_iou",
-           "pixel_accuracy", "predict", "save_label_png", "segment_images"]
+__all__ = ["evaluate_run", "label2image", "predict", "save_label_png", "segment_images"]

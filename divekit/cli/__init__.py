@@ -257,7 +257,7 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     if any(str(p).lower().endswith(".csv") for p in args.inputs):
-        from ..data.csv_data import run_predict
+        from ..apps.tabular import run_predict
 
         return run_predict(args)
     from ..apps.predict import predict_images

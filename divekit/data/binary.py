@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError
-from ..tasks import binary  # noqa: F401  (registers the binary-classification task)
 from .loader import split
 from .registry import DataBundle, register_dataset, tensor_bundle
 

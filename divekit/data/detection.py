@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from ..core.errors import ConfigError, DataError
-from ..tasks import detection as task  # noqa: F401  (registers the "detection" training task)
 from . import hub
 from .loader import TensorLoader
 from .registry import DataBundle, register_dataset

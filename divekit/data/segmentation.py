@@ -36,12 +36,12 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..core.errors import ConfigError, DataError
+from ..ops.metrics import IGNORE_INDEX
 from . import hub
 from .images import UnreadableImage, read_image
 from .loader import TensorLoader
 from .registry import DataBundle, register_dataset
 
-IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the book's normalize_image: torchvision's ImageNet statistics
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -182,8 +182,6 @@ def segmentation_bundle(name: str, train: tuple[torch.Tensor, ...], valid: tuple
                         classes: list[str], palette: list[list[int]], *, crop: tuple[int, int] | None,
                         batch_size: int, seed: int, device) -> DataBundle:
     """A DataBundle for the "segmentation" task over (images, labels, sizes) canvases per split."""
-    from ..apps import segment as segmentation  # noqa: F401  (registers the "segmentation" task)
-
     transform = segmentation_transform(crop)
     h, w = crop if crop is not None else tuple(train[0].shape[-2:])
     train_loader = TensorLoader(*train, batch_size=batch_size, shuffle=True, transform=transform, device=device,

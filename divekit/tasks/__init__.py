@@ -1,0 +1,11 @@
+"""Training tasks: how a batch becomes a loss and metrics. Importing this package registers every task.
+
+A dataset names its task (`DataBundle.task`, a string); the trainer builds it with `make_task`.
+"""
+
+# importing a module registers its tasks
+from . import bert, binary, detection, segmentation  # noqa: F401
+from .base import TASKS, Classification, LanguageModel, Regression, Seq2Seq, Task, make_task, perplexity, register_task
+
+__all__ = ["TASKS", "Classification", "LanguageModel", "Regression", "Seq2Seq", "Task", "make_task", "perplexity",
+           "register_task"]

@@ -5,11 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-@torch.no_grad()
-def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """C[i, j] = number of examples of true class i predicted as class j."""
-    return torch.bincount(labels * num_classes + preds, minlength=num_classes**2).reshape(num_classes, num_classes)
+from ..ops.metrics import classification_confusion as confusion_matrix
 
 
 @torch.no_grad()
