@@ -31,7 +31,6 @@ Options (`--data-arg KEY=VALUE`; `--target` and `--features` are flags of their 
 from __future__ import annotations
 
 import csv
-import functools
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,9 +39,8 @@ import pandas as pd
 import torch
 
 from ..core.errors import ConfigError, DataError, did_you_mean
-from ..core.registry import Entry
 from .loader import split
-from .registry import DataBundle, tensor_bundle
+from .registry import DataBundle, register_source, tensor_bundle
 from .tabular import TabularPreprocessor
 
 PREFIX = "csv:"
@@ -52,14 +50,6 @@ TASKS = {"regression": "regression", "classification": "classification", "binary
          "binary-classification": "binary-classification"}
 # training defaults for any CSV (below the model's defaults): small tables need many small steps
 CSV_DEFAULTS = {"batch_size": 32, "epochs": 20}
-
-
-def csv_entry(name: str) -> Entry:
-    """The registry entry for `csv:PATH`: its factory loads PATH, its defaults are CSV_DEFAULTS."""
-    path = name[len(PREFIX):]
-    if not path:
-        raise ConfigError("--data csv: needs a file, e.g. --data csv:train.csv")
-    return Entry(name, functools.partial(load_csv, path), dict(CSV_DEFAULTS), ("tabular",))
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -156,6 +146,7 @@ def _split(n: int, valid: float, folds: int | None, fold: int | None, seed: int)
     return train.sort().values, held.sort().values
 
 
+@register_source("csv", defaults=CSV_DEFAULTS, tags=("tabular",), example="train.csv")
 def load_csv(path: str, *, batch_size: int, seed: int = 0, device=None, target: str | None = None,
              features: str | Sequence[str] | None = None, id: str | None = None, task: str | None = None,
              valid: float = 0.2, split_seed: int = 0, folds: int | None = None, fold: int | None = None,

@@ -31,15 +31,13 @@ from ..core.io import atomic_save_file, read_safetensors
 from . import hub
 from .images import UnreadableImage, read_image
 from .loader import split
+from .registry import register_source
+from .vision import image_classification
 
 PREFIX = "folder:"
 DEFAULTS = {"batch_size": 32, "epochs": 10}  # the config defaults of folder datasets (few images, small batches)
 HEADER_KEY = "divekit.folder"
 FORMAT_VERSION = 1
-
-
-def is_folder_spec(name: str) -> bool:
-    return name.startswith(PREFIX)
 
 
 def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[Path]]:
@@ -104,8 +102,6 @@ def load_folder_dataset(name: str, *, batch_size: int, seed: int = 0, device=Non
                         augment: str | None = None, data_dir=None, size: int | None = None, channels: int = 3,
                         valid: float = 0.2, split_seed: int = 0, **unknown):
     """The DataBundle of `folder:PATH`: training and validation splits of the folder's images."""
-    from .registry import image_classification
-
     if unknown:
         raise DataError(f"unknown data option(s) {sorted(unknown)} for {name}; folder datasets take size, channels, "
                         "valid and split_seed")
@@ -129,3 +125,9 @@ def load_folder_dataset(name: str, *, batch_size: int, seed: int = 0, device=Non
     bundle.valid, bundle.test = (bundle.test if n_valid else None), None  # the held-out split is validation
     bundle.context["skipped_files"] = len(skipped)
     return bundle
+
+
+@register_source("folder", defaults=DEFAULTS, tags=("image",), example="photos/")
+def folder_dataset(path: str, **options):
+    """Your own images, one sub-folder per class (`--data folder:PATH`)."""
+    return load_folder_dataset(PREFIX + path, **options)

@@ -1,8 +1,11 @@
-"""The book's synthetic regression data (section 3.3)."""
+"""The book's synthetic regression data (section 3.3), registered as `synthetic-linear`."""
 
 from __future__ import annotations
 
 import torch
+
+from .loader import TensorLoader
+from .registry import DataBundle, register_dataset
 
 
 def synthetic_linear(
@@ -19,3 +22,13 @@ def synthetic_linear(
     x = torch.randn(n, len(w_t), generator=g)
     y = (x @ w_t + b + noise * torch.randn(n, generator=g)).unsqueeze(1)
     return x[:num_train], y[:num_train], x[num_train:], y[num_train:], w_t, b
+
+
+@register_dataset("synthetic-linear", defaults={"batch_size": 10, "epochs": 3, "lr": 0.03}, tags=("regression",))
+def synthetic_linear_data(*, batch_size, seed, device, w=(2.0, -3.4), b=4.2, noise=0.01):
+    """The book's y = Xw + b + noise (w = [2, -3.4], b = 4.2), 1,000 training and 1,000 test examples."""
+    x_tr, y_tr, x_te, y_te, w_t, b = synthetic_linear(w, b, noise, seed=seed)
+    train = TensorLoader(x_tr, y_tr, batch_size=batch_size, shuffle=True, device=device, seed=seed)
+    test = TensorLoader(x_te, y_te, batch_size=batch_size, device=device)
+    context = {"in_shape": (len(w_t),), "num_outputs": 1, "true_w": w_t, "true_b": b}
+    return DataBundle("synthetic-linear", "regression", train, test, context=context)

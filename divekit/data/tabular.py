@@ -26,6 +26,9 @@ import pandas as pd
 import torch
 
 from ..core.errors import DataError, did_you_mean
+from . import hub
+from .loader import TensorLoader
+from .registry import DataBundle, register_dataset
 
 STATE_VERSION = 1
 TASKS = ("regression", "classification")
@@ -173,9 +176,6 @@ class TabularPreprocessor:
             blocks.append(block)
         return torch.from_numpy(np.concatenate(blocks, axis=1).astype(np.float32))
 
-    def fit_transform(self, frame: pd.DataFrame) -> torch.Tensor:
-        return self.fit(frame).transform(frame)
-
     def transform_target(self, frame: pd.DataFrame) -> torch.Tensor:
         """The target of `frame`: (N,) float32 (regression) or int64 class indices (classification)."""
         self._check_fitted()
@@ -255,3 +255,27 @@ class TabularPreprocessor:
             shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
             raise DataError(f"{what} {shown} not in the frame.{hint} Columns: "
                             f"{', '.join(map(str, frame.columns[:20]))}{' ...' if frame.shape[1] > 20 else ''}")
+
+
+def load_airfoil(data_dir=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """NASA's airfoil self-noise data (1,503 rows): 5 features and the sound level, every column
+    standardized over the whole file as the book does (book 12.5)."""
+    (path,) = hub.fetch("airfoil", data_dir)
+    try:
+        table = np.genfromtxt(path, dtype=np.float32, delimiter="\t")
+    except ValueError as e:
+        raise DataError(f"{path} is not the tab-separated airfoil table ({e}); delete it and download it again") from None
+    if table.ndim != 2 or table.shape[1] != 6 or np.isnan(table).any():
+        raise DataError(f"{path} should hold 6 numeric tab-separated columns per row, got shape {table.shape}; "
+                        "delete it and download it again")
+    table = (table - table.mean(axis=0)) / table.std(axis=0)
+    data = torch.from_numpy(table)
+    return data[:, :-1], data[:, -1:]
+
+
+@register_dataset("airfoil", defaults={"batch_size": 10, "epochs": 2, "lr": 0.05}, tags=("regression",))
+def airfoil(*, batch_size, seed, device, data_dir=None):
+    """Airfoil self-noise, the book's optimization testbed: the first 1,500 rows, training loss only (book 12.5)."""
+    x, y = load_airfoil(data_dir)
+    train = TensorLoader(x[:1500], y[:1500], batch_size=batch_size, shuffle=True, device=device, seed=seed)
+    return DataBundle("airfoil", "regression", train, context={"in_shape": (5,), "num_outputs": 1})

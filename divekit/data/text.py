@@ -23,6 +23,7 @@ import torch
 from ..core.errors import ConfigError, DataError, did_you_mean
 from . import hub
 from .loader import Sharded
+from .registry import DataBundle, register_dataset
 
 TOKEN_KINDS = ("char", "word")
 SAMPLINGS = ("random", "sequential")
@@ -476,8 +477,6 @@ def language_model_bundle(
     deterministic sequential passes. heldout=0 without a valid_corpus gives no valid split.
     `context` carries vocab_size, the vocab itself (`Vocab.to_dict`) and the token level.
     """
-    from .registry import DataBundle  # here, so datasets.py may register text datasets from this module
-
     if level not in TOKEN_KINDS:
         raise ConfigError(f"level {level!r} is not one of {', '.join(repr(t) for t in TOKEN_KINDS)}")
     if valid_corpus is None:
@@ -503,3 +502,15 @@ def language_model_bundle(
         classes=None,
         context={"vocab_size": len(vocab), "vocab": vocab.to_dict(), "level": level},
     )
+
+
+@register_dataset("time-machine", defaults={"batch_size": 32, "epochs": 50}, tags=("text",))
+def time_machine(*, batch_size, seed, device, data_dir=None, num_steps=32, sampling="random", token="char",
+                 heldout=0.1, max_tokens=None):
+    """H. G. Wells' The Time Machine for language models, by character (default) or word.
+
+    The book's preprocessing (lowercase letters and spaces); the last `heldout` of the text is held
+    out for perplexity."""
+    corpus, vocab = load_corpus("time-machine", token=token, data_dir=data_dir, max_tokens=max_tokens)
+    return language_model_bundle("time-machine", corpus, vocab, batch_size=batch_size, num_steps=num_steps,
+                                 sampling=sampling, heldout=heldout, seed=seed, device=device, level=token)

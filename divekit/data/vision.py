@@ -1,5 +1,7 @@
 """Image classification sets: Fashion-MNIST and MNIST from their idx files, scikit-learn's digits.
 
+Registers the datasets `digits` (embedded: no network, no cache), `fashion-mnist` and `mnist`.
+
 The idx format (LeCun's MNIST files): a 4-byte magic number (two zero bytes, a type code 0x08 for
 uint8, the number of dimensions), one big-endian int32 per dimension, then the raw values.
 """
@@ -18,6 +20,11 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError
+from . import hub
+from .loader import TensorLoader, split, stratified_subset
+from .registry import DataBundle, register_dataset
+from .transforms import image_transform, random_crop, random_hflip, to_float
+from .transforms import resize as resize_fn
 
 FASHION_MNIST_CLASSES = [
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
@@ -95,11 +102,72 @@ def load_digits_tensors(test_fraction: float = 0.2) -> tuple[torch.Tensor, ...]:
     0..16 and the label. The split does not depend on the training seed, so test accuracy is
     comparable across runs.
     """
-    from .loader import split
-
     table = np.loadtxt(_digits_file(), delimiter=",", dtype=np.float32)  # (1797, 65)
     pixels, labels = table[:, :64], table[:, 64]
     x = torch.from_numpy(np.rint(pixels * (255 / 16)).astype(np.uint8)).reshape(-1, 1, 8, 8)  # 0..16 -> 0..255
     y = torch.from_numpy(labels.astype(np.int64))
     train, test = split(len(x), [1 - test_fraction, test_fraction], seed=0)
     return x[train], y[train], x[test], y[test]
+
+
+def image_classification(
+    name: str,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    classes: list[str],
+    *,
+    batch_size: int,
+    seed: int,
+    device,
+    resize: int | None = None,
+    augment: str | None = None,
+) -> DataBundle:
+    """A bundle over uint8 images (N, C, H, W): converted to float in [0, 1] (and resized) per
+    batch; the training split is augmented per batch when `augment` is given."""
+    fns = [to_float] + ([resize_fn(resize)] if resize else [])
+    transform = image_transform(*fns)
+    h, w = (resize, resize) if resize else tuple(x_train.shape[-2:])
+    train_fns = list(fns)
+    if augment in ("crop", "flip-crop"):
+        train_fns.append(random_crop((h, w), padding=max(1, h // 14)))
+    if augment in ("flip", "flip-crop"):
+        train_fns.append(random_hflip())
+    train = TensorLoader(x_train, y_train, batch_size=batch_size, shuffle=True, transform=image_transform(*train_fns),
+                         device=device, seed=seed)
+    test = TensorLoader(x_test, y_test, batch_size=batch_size, transform=transform, device=device)
+    context = {"num_classes": len(classes), "in_shape": (x_train.shape[1], h, w)}
+    return DataBundle(name, "classification", train, test, classes=list(classes), context=context, transform=transform)
+
+
+@register_dataset("digits", defaults={"batch_size": 64, "epochs": 20}, tags=("image", "embedded"))
+def digits(*, batch_size, seed, device, resize=None, augment=None):
+    """scikit-learn's 8x8 handwritten digits (1,797 images), bundled: works with no network or cache."""
+    return image_classification(
+        "digits", *load_digits_tensors(), MNIST_CLASSES, batch_size=batch_size, seed=seed, device=device, resize=resize,
+        augment=augment,
+    )
+
+
+def _register_idx_dataset(name: str, classes: list[str], doc: str) -> None:
+    """Register an idx-format dataset (MNIST's layout: 60,000 + 10,000 28x28 grayscale images).
+
+    Its `num_train` data option keeps that many training examples, balanced over the classes and
+    drawn with `subset_seed` (few-label runs)."""
+
+    def factory(*, batch_size, seed, device, data_dir=None, resize=None, augment=None, num_train=None, subset_seed=0):
+        x_train, y_train, x_test, y_test = load_idx_set(tuple(hub.fetch(name, data_dir)))
+        if num_train is not None:
+            keep = stratified_subset(y_train, int(num_train), subset_seed)
+            x_train, y_train = x_train[keep], y_train[keep]
+        return image_classification(name, x_train, y_train, x_test, y_test, classes, batch_size=batch_size, seed=seed,
+                                    device=device, resize=resize, augment=augment)
+
+    factory.__doc__ = doc
+    register_dataset(name, defaults={"batch_size": 256, "epochs": 10}, tags=("image",))(factory)
+
+
+_register_idx_dataset("fashion-mnist", FASHION_MNIST_CLASSES,
+                      "Zalando's Fashion-MNIST: 60,000 + 10,000 28x28 grayscale images of 10 kinds of clothing.")
+_register_idx_dataset("mnist", MNIST_CLASSES, "LeCun's MNIST handwritten digits: 60,000 + 10,000 28x28 grayscale images.")

@@ -19,7 +19,7 @@ from ..core import dist
 from ..core.checkpoint import Checkpoint
 from ..core.device import resolve_device
 from ..core.errors import ConfigError, DivekitError
-from ..data.registry import DATASETS, DataBundle, load_dataset
+from ..data.registry import DataBundle, dataset_entry, load_dataset
 from ..models.registry import MODELS, create_model
 from ..tasks.base import Task, make_task
 from .callbacks import (
@@ -74,12 +74,7 @@ def resolve_config(file: str | Path | None = None, **flags) -> TrainConfig:
         raise ConfigError("no model given: name one, e.g. `divekit train softmax-regression` (see `divekit list models`)")
     model_defaults = MODELS.get(user["model"]).defaults
     data = user.get("data") or model_defaults.get("data") or TrainConfig.data
-    if data.startswith("folder:"):  # the user's own images (divekit.data.folder)
-        from ..data.folder import DEFAULTS as data_defaults
-    elif data.startswith("csv:"):  # the user's own table (divekit.data.csv_data)
-        from ..data.csv_data import CSV_DEFAULTS as data_defaults
-    else:
-        data_defaults = DATASETS.get(data).defaults
+    data_defaults = dataset_entry(data).defaults
     return resolve(data_defaults, model_defaults, {"data": data}, user)
 
 
