@@ -15,8 +15,9 @@ from .data import DataBundle, TensorLoader, list_datasets, load_dataset
 from .models import create_model, list_models
 from .ops import init
 from .train.api import Result, fit, load_run, train
+from .train.callbacks import Callback, StopTraining
 from .train.config import TrainConfig
-from .train.trainer import Callback, StopTraining, Trainer
+from .train.trainer import Trainer
 
 __all__ = [
     "Callback", "ConfigError", "DataBundle", "DataError", "DivekitError", "Result", "StopTraining", "TensorLoader",

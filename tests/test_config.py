@@ -34,7 +34,7 @@ def test_flags_override_file_override_defaults(tmp_path):
 )
 def test_invalid_values_name_the_option(values, option):
     with pytest.raises(ConfigError, match=option):
-        resolve({"model": "softmax-regression", **values})
+        resolve({"model": "softmax-regression", **values}).validate()  # ranges are checked when a run starts
 
 
 def test_type_errors_and_unknown_keys():

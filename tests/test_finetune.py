@@ -147,9 +147,9 @@ def test_keep_head_only_for_a_run_on_the_same_classes(tmp_path):
     save_checkpoint(tmp_path / "best.safetensors", source, meta=meta, save_rng=False)
     cfg = TrainConfig(model="fastnet", data="digits", init_from=str(tmp_path), lr=0.1)
     same = create_model("fastnet", context=digits.context)
-    opt = prepare_finetune(same, digits, cfg)
+    groups = prepare_finetune(same, digits, cfg)
     assert torch.equal(same.head[2].weight, source.head[2].weight)  # unfreeze step: the trained head carries over
-    assert [g["lr"] for g in opt.param_groups] == [0.1, pytest.approx(1.0)]
+    assert [g["lr"] for g in groups] == [0.1, pytest.approx(1.0)]
     digits.classes = [f"class {i}" for i in range(10)]
     other = create_model("fastnet", context=digits.context)
     prepare_finetune(other, digits, cfg)

@@ -13,9 +13,8 @@ from divekit.core.checkpoint import Checkpoint, save_checkpoint
 from divekit.core.errors import DivekitError, TrainingDiverged
 from divekit.models.registry import MODELS, register_model
 from divekit.ops.metrics import classification_confusion as confusion_matrix
-from divekit.train.callbacks import EarlyStopping
+from divekit.train.callbacks import Callback, EarlyStopping, StopTraining
 from divekit.train.evaluate import classification_report
-from divekit.train.trainer import Callback, StopTraining
 
 if "test-dropout-mlp" not in MODELS:
 

@@ -112,7 +112,7 @@ def overrides_of(switch: str) -> dict[str, Any]:
 
 def synthetic_bundle(data: str, batch_size: int, resize: int | None, seed: int, device, batches: int = 4):
     """Random uint8 images (and labels) of `data`'s shape, through the same loader and transforms."""
-    from ..data.registry import image_classification
+    from ..data.vision import image_classification
 
     if data not in IMAGE_SHAPES:
         raise ConfigError(f"no synthetic inputs for dataset {data!r}: pass --data {data} to measure on its batches "

@@ -39,12 +39,13 @@ import torch
 from ..core.checkpoint import save_checkpoint
 from ..core.device import resolve_device
 from ..core.errors import ConfigError, DataError
+from ..core.io import write_json_atomic
+from ..core.rundir import CURVES, LAST
 from ..data import hub
 from ..data.registry import DataBundle, tensor_bundle
 from ..data.tabular import TabularPreprocessor
 from ..ops.kfold import k_fold
 from ..train.api import fit, run_meta
-from ..train.callbacks import LAST, write_json_atomic
 from ..train.config import TrainConfig
 
 TARGET, ID = "SalePrice", "Id"
@@ -215,7 +216,7 @@ def run_kaggle_house(data_dir=None, *, k: int = 5, model: str = "linear", epochs
     out.mkdir(parents=True, exist_ok=True)
     submission = out / "submission.csv"
     pd.DataFrame({ID: prep.ids(test_frame), TARGET: test_prices.numpy()}).to_csv(submission, index=False)
-    plot = _plot(curves, out / "curves.png", f"{model} on kaggle-house, {k}-fold")
+    plot = _plot(curves, out / CURVES, f"{model} on kaggle-house, {k}-fold")
     write_json_atomic(out / "preprocessor.json", prep.state_dict())
     meta = {**run_meta(cfg, final.data, cfg.model), "preprocessor": prep.state_dict(),
             "target": f"log({TARGET}) - offset", "offset": final.offset}

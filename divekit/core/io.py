@@ -22,7 +22,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Union
+from typing import Any, Callable, Union
 
 import torch
 import torch.nn as nn
@@ -89,18 +89,35 @@ def _unflatten(tree: Tree, tensors: dict[str, torch.Tensor]) -> Saveable:
     return {k: _unflatten(t, tensors) for k, t in tree.items()}
 
 
-def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
-    """Write a safetensors file via a temporary file, fsync and rename: a crash leaves the old file."""
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write `path` atomically: `write(tmp)` fills a temporary file beside it, which is flushed to
+    disk and renamed over `path`, so a crash at any point leaves the old file (or none) intact."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=metadata)
+        write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a text file atomically (see atomic_write)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write `obj` as indented JSON atomically (see atomic_write)."""
+    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (see atomic_write)."""
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def save(obj: Saveable, path: str | Path) -> Path:

@@ -26,7 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core.checkpoint import Checkpoint
 from ..core.errors import DivekitError
+from ..core.rundir import checkpoint_path
 from .registry import register_model
 from .transformer import TransformerEncoderBlock
 
@@ -207,15 +209,10 @@ def bert_config_of(meta: dict[str, Any]) -> dict[str, Any]:
 
 def load_pretrained_run(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(BERTModel state dict, checkpoint meta) of a `bert-small` run folder (best checkpoint)."""
-    from ..core.checkpoint import Checkpoint  # the training package imports the model zoo
-
-    run_dir = Path(run_dir)
-    path = run_dir / "best.safetensors"
-    if not path.is_file():
-        path = run_dir / "checkpoint.safetensors"
-    if not path.is_file():
-        raise DivekitError(f"{run_dir} holds no checkpoint: give the folder of a finished `divekit train bert-small` run")
-    ckpt = Checkpoint(path)
+    try:
+        ckpt = Checkpoint(checkpoint_path(run_dir, "best"))
+    except DivekitError as e:
+        raise DivekitError(f"{e} Give the folder of a finished `divekit train bert-small` run.") from None
     if ckpt.meta.get("task") != "bert-pretrain" or "vocab" not in ckpt.meta.get("context", {}):
         raise DivekitError(f"{run_dir} is a {ckpt.meta.get('task')} run of {ckpt.meta.get('model')!r}, not a BERT "
                            "pretraining run (`divekit train bert-small --data ptb`)")

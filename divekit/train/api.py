@@ -1,8 +1,8 @@
 """Entry points: `train(config)` for named models and datasets, `fit(model, data)` for your own.
 
-A run folder holds: config.json (the resolved config), metrics.json / metrics.csv (per epoch),
-curves.png, checkpoint.safetensors (last epoch, with optimizer and RNG state, for --resume) and
-best.safetensors (best epoch by the monitored metric).
+`fit` prepares a run (the data, the model, fine-tuning, a preflight check, the run folder and the
+standard callbacks), builds the Trainer, restores it from a checkpoint when resuming, and trains.
+The run folder's files are listed in divekit.core.rundir.
 """
 
 from __future__ import annotations
@@ -19,22 +19,16 @@ from ..core import dist
 from ..core.checkpoint import Checkpoint
 from ..core.device import resolve_device
 from ..core.errors import ConfigError, DivekitError
+from ..core.io import write_json_atomic
+from ..core.rundir import CONFIG, checkpoint_path
 from ..data.registry import DataBundle, dataset_entry, load_dataset
 from ..models.registry import MODELS, create_model
-from ..tasks.base import Task, make_task
-from .callbacks import (
-    BEST,
-    LAST,
-    CheckpointSaver,
-    EarlyStopping,
-    MetricsLogger,
-    PlotCurves,
-    ProgressBar,
-    write_json_atomic,
-)
+from ..tasks import Task, make_task
+from .callbacks import Callback, CheckpointSaver, EarlyStopping, MetricsLogger, PlotCurves, ProgressBar
 from .config import TrainConfig, coerce_fields, read_config_file, resolve
+from .finetune import prepare_finetune
 from .recipes import recipe
-from .trainer import Callback, Trainer, check_precision
+from .trainer import Trainer, check_precision
 
 # settings that may change when a run is resumed; the others define the run and stay fixed
 RESUMABLE = {"epochs", "device", "data_dir", "log_every", "patience"}
@@ -162,54 +156,70 @@ def fit(
     Writes a run folder (see module doc) unless `run_dir=False`. `optimizer` replaces the one the
     config names (e.g. with per-group settings). Returns a Result.
     """
-    if isinstance(config, dict):
-        config = resolve(config)
-    cfg = (config or TrainConfig()).validate()
+    cfg = (resolve(config) if isinstance(config, dict) else config or TrainConfig()).validate()  # the one check
     dist.join_if_launched(cfg.device)  # a script run by torchrun that did not set up torch.distributed itself
     torch.manual_seed(cfg.seed)
-    if isinstance(data, str):
-        with dist.main_first():  # under torchrun, rank 0 downloads and caches the dataset once
-            data = load_dataset(data, batch_size=cfg.batch_size, resize=cfg.resize, augment=cfg.augment, seed=cfg.seed,
-                                device=resolve_device(cfg.device), data_dir=cfg.data_dir, **cfg.data_args)
+    data = prepare_data(data, cfg)
     name = _model_name(model, cfg)
     if isinstance(model, str):
         model = create_model(model, context=data.context, **cfg.model_args)
+    params = None
     if cfg.init_from:  # fine-tuning: pretrained body, new head, per-group learning rates (divekit.train.finetune)
-        from .finetune import prepare_finetune
-
-        optimizer = prepare_finetune(model, data, cfg, load_weights=resume_from is None, optimizer=optimizer)
+        params = prepare_finetune(model, data, cfg, load_weights=resume_from is None)
     check_precision(cfg)
     preflight(model, data, cfg, task)
+    run_dir = prepare_run_dir(cfg, run_dir)
+    cbs = standard_callbacks(cfg, data, name, run_dir, progress) + list(callbacks)
 
-    if run_dir is None:
-        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    run_dir = Path(dist.broadcast_object(str(run_dir))) if run_dir is not False else None  # rank 0 names it
-    cbs: list[Callback] = [ProgressBar()] if progress else []
-    if run_dir is not None:
-        if dist.is_main():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(run_dir / "config.json", cfg.to_dict())
-        cbs += [MetricsLogger(run_dir), CheckpointSaver(run_dir, run_meta(cfg, data, name))]
-    cbs.append(PlotCurves(run_dir, title=f"{name} on {data.name}"))
-    if cfg.patience:
-        cbs.append(EarlyStopping(cfg.patience))
-    cbs += list(callbacks)
-
-    trainer = Trainer(model, data, cfg, task=task, callbacks=cbs, optimizer=optimizer)
+    trainer = Trainer(model, data, cfg, task=task, callbacks=cbs, optimizer=optimizer, params=params)
     if resume_from is not None:
-        resume_from.load_model(trainer.model)
-        resume_from.load_optimizer(trainer.optimizer)
-        trainer.load_state_dict(resume_from.meta["trainer"])
-        resume_from.restore_rng()
+        trainer.restore(resume_from)
     dist.seed_ranks()  # under torchrun: one random stream per rank (dropout), after the shared model init
     metrics = trainer.fit()
     return Result(metrics, trainer.history, run_dir, trainer.model, cfg)
 
 
+def prepare_data(data: DataBundle | str, cfg: TrainConfig) -> DataBundle:
+    """The DataBundle of a run: `data` itself, or the registered dataset it names, loaded with the
+    config's batch size, resize, augmentation, seed, device and data options."""
+    if not isinstance(data, str):
+        return data
+    with dist.main_first():  # under torchrun, rank 0 downloads and caches the dataset once
+        return load_dataset(data, batch_size=cfg.batch_size, resize=cfg.resize, augment=cfg.augment, seed=cfg.seed,
+                            device=resolve_device(cfg.device), data_dir=cfg.data_dir, **cfg.data_args)
+
+
+def prepare_run_dir(cfg: TrainConfig, run_dir: str | Path | None | bool) -> Path | None:
+    """The run folder (created, with config.json written), or None for `run_dir=False`. Under
+    torchrun rank 0 names it and writes it."""
+    if run_dir is False:
+        return None
+    if run_dir is None:
+        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    run_dir = Path(dist.broadcast_object(str(run_dir)))
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / CONFIG, cfg.to_dict())
+    return run_dir
+
+
+def standard_callbacks(cfg: TrainConfig, data: DataBundle, name: str, run_dir: Path | None,
+                       progress: bool) -> list[Callback]:
+    """The callbacks every run gets: progress bar, metrics files and checkpoints (with a run
+    folder), curves, and early stopping with --patience."""
+    cbs: list[Callback] = [ProgressBar()] if progress else []
+    if run_dir is not None:
+        cbs += [MetricsLogger(run_dir), CheckpointSaver(run_dir, run_meta(cfg, data, name))]
+    cbs.append(PlotCurves(run_dir, title=f"{name} on {data.name}"))
+    if cfg.patience:
+        cbs.append(EarlyStopping(cfg.patience))
+    return cbs
+
+
 def read_run_config(run_dir: str | Path) -> TrainConfig:
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / CONFIG
     if not path.is_file():
-        raise DivekitError(f"{run_dir} is not a divekit run folder: it has no config.json")
+        raise DivekitError(f"{run_dir} is not a divekit run folder: it has no {CONFIG}")
     return resolve(json.loads(path.read_text()))
 
 
@@ -230,23 +240,19 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, callbacks
         if fixed:
             raise ConfigError(f"cannot change {', '.join(fixed)} when resuming {run_dir}; "
                               f"only {', '.join(sorted(RESUMABLE))} may change (start a new run for the rest)")
-        cfg = cfg.replace(**changed).validate()
-        ckpt = Checkpoint(run_dir / LAST)
+        cfg = cfg.replace(**changed)
+        ckpt = Checkpoint(checkpoint_path(run_dir, "last"))
         if ckpt.meta["trainer"]["epoch"] >= cfg.epochs:
             raise ConfigError(f"{run_dir} already finished {ckpt.meta['trainer']['epoch']} epochs; "
                               f"pass a larger --epochs to train further")
         return fit(cfg.model, cfg.data, cfg, run_dir=run_dir, progress=progress, callbacks=callbacks, resume_from=ckpt)
-    cfg = config.validate() if config is not None else resolve_config(**overrides)
+    cfg = config if config is not None else resolve_config(**overrides)
     return fit(cfg.model, cfg.data, cfg, progress=progress, callbacks=callbacks)
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> tuple[torch.nn.Module, Checkpoint]:
     """Rebuild a run's model with its trained weights: `which` is 'best' or 'last'."""
-    run_dir = Path(run_dir)
-    path = run_dir / (BEST if which == "best" else LAST)
-    if which == "best" and not path.exists():
-        path = run_dir / LAST
-    ckpt = Checkpoint(path)
+    ckpt = Checkpoint(checkpoint_path(run_dir, which))
     meta = ckpt.meta
     if meta["model"] not in MODELS:
         raise DivekitError(f"{run_dir} was trained with a custom model {meta['model']!r}: build it yourself and use "

@@ -1,4 +1,5 @@
-"""The standard callbacks: progress bar, metrics files, checkpoints, early stopping, curves.
+"""Callbacks: the base class with the trainer's hooks, and the standard ones: progress bar,
+metrics files, checkpoints, early stopping, curves.
 
 Every callback that writes files does so only on the main process (rank 0).
 """
@@ -6,18 +7,22 @@ Every callback that writes files does so only on the main process (rank 0).
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
-import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from ..core import dist
 from ..core.checkpoint import save_checkpoint
-from .trainer import Callback, StopTraining, monitor_name
+from ..core.io import write_json_atomic, write_text_atomic
+from ..core.rundir import BEST, CURVES, LAST, METRICS, METRICS_CSV
+from .config import TrainConfig
+
+if TYPE_CHECKING:  # the trainer imports this module; the hooks' annotations only name its class
+    from .trainer import Trainer
 
 
 def in_notebook() -> bool:
@@ -29,13 +34,31 @@ def in_notebook() -> bool:
     shell = get_ipython()
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
-LAST, BEST = "checkpoint.safetensors", "best.safetensors"
+def monitor_name(config: TrainConfig, metrics: dict[str, float]) -> str | None:
+    """The metric that early stopping, the best checkpoint and plateau schedules watch."""
+    if config.monitor:
+        return config.monitor
+    return next((m for m in ("valid_loss", "test_loss", "train_loss") if m in metrics), None)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+class StopTraining(Exception):
+    """Raised by a callback to end training after the current epoch."""
+
+
+class Callback:
+    """Base class: override the hooks you need. Hooks receive the trainer."""
+
+    def on_fit_start(self, trainer: "Trainer") -> None: ...
+    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None: ...
+    def on_step_end(self, trainer: "Trainer", step: int) -> None: ...
+    def on_log(self, trainer: "Trainer", logs: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+    def on_fit_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def monitor_mode(name: str) -> str:
@@ -79,7 +102,7 @@ class ProgressBar(Callback):
 
 
 class MetricsLogger(Callback):
-    """Writes the per-epoch history as metrics.json and metrics.csv in the run folder."""
+    """Writes the per-epoch history as metrics.json and metrics.csv in the run folder (core.rundir)."""
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
@@ -88,14 +111,13 @@ class MetricsLogger(Callback):
         if not dist.is_main():
             return
         history = trainer.history
-        write_json_atomic(self.run_dir / "metrics.json", history)
+        write_json_atomic(self.run_dir / METRICS, history)
         columns = list(dict.fromkeys(k for h in history for k in h))
-        tmp = self.run_dir / f".metrics.csv.tmp-{os.getpid()}"
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns)
-            w.writeheader()
-            w.writerows(history)
-        os.replace(tmp, self.run_dir / "metrics.csv")
+        table = io.StringIO()
+        w = csv.DictWriter(table, fieldnames=columns, lineterminator="\n")
+        w.writeheader()
+        w.writerows(history)
+        write_text_atomic(self.run_dir / METRICS_CSV, table.getvalue())
 
 
 class CheckpointSaver(Callback):
@@ -189,7 +211,7 @@ class PlotCurves(Callback):
             else:
                 self._handle.update(fig)
         if save and self.run_dir is not None:
-            save_figure(fig, self.run_dir / "curves.png")
+            save_figure(fig, self.run_dir / CURVES)
             self._saved_at = time.monotonic()
         plt.close(fig)
 

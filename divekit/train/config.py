@@ -174,7 +174,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def resolve(*layers: dict[str, Any]) -> TrainConfig:
-    """Merge layers of settings (later wins) over the defaults and validate the result."""
+    """Merge layers of settings (later wins) over the defaults, type-checking every value; the
+    ranges are checked once, by `validate` when a run starts (divekit.train.api.fit)."""
     merged: dict[str, Any] = {}
     for layer in layers:
         for key, value in coerce_fields(layer).items():
@@ -182,4 +183,4 @@ def resolve(*layers: dict[str, Any]) -> TrainConfig:
                 merged[key] = {**merged.get(key, {}), **value}
             else:
                 merged[key] = value
-    return TrainConfig(**merged).validate()
+    return TrainConfig(**merged)

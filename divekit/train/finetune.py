@@ -29,24 +29,22 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..core.checkpoint import Checkpoint
 from ..core.errors import ConfigError, DivekitError
 from ..core.io import read_safetensors
+from ..core.rundir import checkpoint_path
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """The weights (a state dict) in `path` and, for a divekit checkpoint, its metadata (else None)."""
-    from ..core.checkpoint import Checkpoint
-    from .callbacks import BEST, LAST
-
     path = Path(path)
     if path.is_dir():
-        ckpt_path = path / BEST if (path / BEST).is_file() else path / LAST
-        if not ckpt_path.is_file():
-            raise DivekitError(f"--init-from {path} is a folder without {BEST} or {LAST}: give a divekit run folder "
-                               "or a weights file")
-        ckpt = Checkpoint(ckpt_path)
+        try:
+            ckpt = Checkpoint(checkpoint_path(path, "best"))
+        except DivekitError as e:
+            raise DivekitError(f"--init-from: {e} (or give a weights file)") from None
         return ckpt.model_state(), ckpt.meta
     if not path.is_file():
         raise DivekitError(f"--init-from {path} does not exist: give a divekit run folder or a weights file "
@@ -167,22 +165,16 @@ def finetune_param_groups(model: nn.Module, lr: float, head_lr_mult: float = 10.
     return [{"params": body, "lr": lr}, {"params": head_params, "lr": lr * head_lr_mult}]
 
 
-def prepare_finetune(model: nn.Module, data, cfg, *, load_weights: bool = True,
-                     optimizer: torch.optim.Optimizer | None = None) -> torch.optim.Optimizer:
+def prepare_finetune(model: nn.Module, data, cfg, *, load_weights: bool = True) -> list[dict[str, Any]]:
     """Set up a fine-tuning run for `fit`: copy the pretrained weights of cfg.init_from into `model`
-    (unless resuming, `load_weights=False`), freeze the body if asked, and return the optimizer with
-    the body and head learning rates (or `optimizer`, when the caller built one)."""
-    from ..ops.optim import build_optimizer
-
+    (unless resuming, `load_weights=False`), freeze the body if asked, and return the optimizer's
+    parameter groups with the body and head learning rates (the trainer builds the optimizer)."""
     if load_weights:
         state, meta = read_pretrained(cfg.init_from)
         # the head carries over only from a divekit run on the very same classes (freeze, then unfreeze)
         keep_head = bool(meta and data.classes and meta.get("classes") == list(data.classes))
         transfer_weights(model, state, keep_head=keep_head)
     groups = finetune_param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.freeze_body)
-    if optimizer is not None:
-        return optimizer
     if not any(p.requires_grad for g in groups for p in g["params"]):
         raise ConfigError("nothing left to train: the output layer has no parameters")
-    return build_optimizer(cfg.optimizer, groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           impl=cfg.optimizer_impl)
+    return groups

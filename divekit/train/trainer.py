@@ -29,15 +29,9 @@ from ..core.errors import ConfigError, DivekitError, TrainingDiverged
 from ..data.registry import DataBundle
 from ..ops.optim import build_optimizer
 from ..ops.schedules import build_schedule
-from ..tasks.base import Task, make_task
+from ..tasks import Task, make_task
+from .callbacks import Callback, StopTraining, monitor_mode, monitor_name
 from .config import TrainConfig
-
-
-def monitor_name(config: TrainConfig, metrics: dict[str, float]) -> str | None:
-    """The metric that early stopping, the best checkpoint and plateau schedules watch."""
-    if config.monitor:
-        return config.monitor
-    return next((m for m in ("valid_loss", "test_loss", "train_loss") if m in metrics), None)
 
 
 def check_precision(config: TrainConfig) -> torch.device:
@@ -48,28 +42,12 @@ def check_precision(config: TrainConfig) -> torch.device:
     return device
 
 
-class StopTraining(Exception):
-    """Raised by a callback to end training after the current epoch."""
-
-
-class Callback:
-    """Base class: override the hooks you need. Hooks receive the trainer."""
-
-    def on_fit_start(self, trainer: "Trainer") -> None: ...
-    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None: ...
-    def on_step_end(self, trainer: "Trainer", step: int) -> None: ...
-    def on_log(self, trainer: "Trainer", logs: dict[str, float]) -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
-    def on_fit_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
 class Trainer:
-    """Trains `model` on `data` with `config`; `fit()` returns the last epoch's metrics."""
+    """Trains `model` on `data` with `config`; `fit()` returns the last epoch's metrics.
+
+    The optimizer is `optimizer` if given, else the config's over `params` (parameter groups, as
+    fine-tuning makes) or over all of the model's parameters. `restore(checkpoint)` continues a
+    run from its last checkpoint."""
 
     def __init__(
         self,
@@ -80,6 +58,7 @@ class Trainer:
         task: Task | None = None,
         callbacks: Iterable[Callback] = (),
         optimizer: torch.optim.Optimizer | None = None,
+        params: Iterable[Any] | None = None,
     ):
         self.config = config
         self.device = check_precision(config)
@@ -92,8 +71,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.data = data
         self.task = task or make_task(data.task, config, data.context)
+        # the one place an optimizer is built: over `params` (e.g. fine-tuning's per-group rates) or all parameters
         self.optimizer = optimizer or build_optimizer(
-            config.optimizer, self.model.parameters(), lr=config.lr, momentum=config.momentum,
+            config.optimizer, self.model.parameters() if params is None else params, lr=config.lr,
+            momentum=config.momentum,
             weight_decay=config.weight_decay, impl=config.optimizer_impl,
         )
         # the modules the loop calls: training goes through DistributedDataParallel (gradients
@@ -108,8 +89,6 @@ class Trainer:
             group.setdefault("initial_lr", group["lr"])  # schedules scale each group's base rate
         schedule_args = dict(config.scheduler_args)
         if config.scheduler == "plateau" and config.monitor and "mode" not in schedule_args:
-            from .callbacks import monitor_mode  # (callbacks imports this module)
-
             schedule_args["mode"] = monitor_mode(config.monitor)  # --monitor valid_acc: decay when it stops rising
         self.schedule = build_schedule(config.scheduler, config.epochs, config.warmup_epochs, **schedule_args)
         self.callbacks = list(callbacks)
@@ -318,6 +297,14 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
         }
+
+    def restore(self, checkpoint) -> None:
+        """Continue from a run's last checkpoint (core.checkpoint.Checkpoint): weights, optimizer,
+        schedule, history, callbacks' state and the random state, as they were after its last epoch."""
+        checkpoint.load_model(self.model)
+        checkpoint.load_optimizer(self.optimizer)
+        self.load_state_dict(checkpoint.meta["trainer"])
+        checkpoint.restore_rng()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.seconds, self.history = state["epoch"], state["seconds"], list(state["history"])
