@@ -1,4 +1,5 @@
-"""Data for BERT (book 15.9 and 16.6-16.7): pretraining pairs, fine-tuning sets, and their tasks.
+"""Data for BERT (book 15.9 and 16.6-16.7): pretraining pairs and fine-tuning sets (their training
+tasks are in divekit.tasks.bert).
 
 Pretraining data, exactly as the book builds it from WikiText-2 (`_WikiTextDataset`):
 
