@@ -120,7 +120,7 @@ def test_data_verify_and_download(shared_data, tmp_path, monkeypatch, capsys):
 
 
 def test_key_value_flags_parse_json_and_comma_lists():
-    from divekit.cli import _model_arg
+    from divekit.cli.common import key_value as _model_arg
 
     assert _model_arg("widths=16,32,64") == ("widths", [16, 32, 64])
     assert _model_arg("widths=[16, 32]") == ("widths", [16, 32])
