@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import print_json
+from .common import device, print_json
 
 
 def add_parser(sub) -> None:
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     b.add_argument("--repeats", type=int, default=3, help="timed runs per switch: mean and std over them (default 3)")
     b.add_argument("--batch-size", type=int, help="default: the model's")
     b.add_argument("--resize", type=int, help="resize images to RESIZE x RESIZE (default: the model's)")
-    b.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    b.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N, mps")
     b.add_argument("--switches", help="comma-separated switches, a+b to combine: " + ", ".join(bench.SWITCHES)
                    + " (default: all that apply here; compile only with --compile)")
     b.add_argument("--compile", action="store_true", help="also measure torch.compile (compiling takes a while)")

@@ -6,6 +6,9 @@ import argparse
 import contextlib
 import json
 
+from ..core.errors import ConfigError
+from ..train.config import check_device
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, but a usage error is one line `divekit: error: ...` on stderr (exit status 2)."""
@@ -31,3 +34,11 @@ def print_json(obj) -> None:
     """Print `obj` as one line of JSON (values JSON cannot hold are written as strings)."""
     print(json.dumps(obj, default=str))
 
+
+
+def device(text: str) -> str:
+    """A --device value: auto, cpu, cuda, cuda:N or mps."""
+    try:
+        return check_device(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--device ")) from None

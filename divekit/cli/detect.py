@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.errors import ConfigError
-from .common import print_json
+from .common import device, print_json
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
                    help="also report class error, bbox MAE and mAP@0.5 on the run's validation split")
     p.add_argument("--which", choices=("best", "last"), default="best", help="which checkpoint of the run")
     p.add_argument("--data-dir", help="dataset cache folder (default: the run's)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--device", type=device, default="cpu", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import DivekitError
-from .common import print_json
+from .common import device, print_json
 
 
 def add_parser(sub) -> None:
@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     e.add_argument("run_dir", help="a `divekit train` run folder")
     e.add_argument("--which", choices=("best", "last"), default="best", help="which checkpoint of the run")
     e.add_argument("--data-dir", help="dataset cache folder (default: the run's)")
-    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    e.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N, mps")
     e.add_argument("--json", action="store_true", help="print the report as JSON on the last line")
 
 

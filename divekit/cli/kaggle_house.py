@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import print_json
+from .common import device, print_json
 
 MODELS = ("linear", "mlp")  # the keys of divekit.apps.kaggle.MODELS, named here so --help does not import pandas
 
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--num-hiddens", type=int, help="hidden units of the MLP")
     p.add_argument("--dropout", type=float, help="dropout rate of the MLP's hidden layer")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--data-dir", help="dataset cache folder (default: $DIVEKIT_DATA or ~/.cache/divekit/data)")
     p.add_argument("--out", help="output folder (default: runs/kaggle-house-MODEL-TIME)")
     p.add_argument("--no-progress", action="store_true", help="no per-fold progress lines on stderr")

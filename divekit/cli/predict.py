@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..core.errors import ConfigError
 from .common import print_json
 
 
@@ -20,6 +21,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Print each input's most likely classes (or the CSV predictions)."""
+    if args.top < 1:
+        raise ConfigError(f"--top must be at least 1, got {args.top}")
     # deferred for start-up time: these import torch and the trainer
     if any(str(p).lower().endswith(".csv") for p in args.inputs):
         from ..apps.tabular import run_predict

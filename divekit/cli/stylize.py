@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import ConfigError
-from .common import print_json
+from .common import device, print_json
 
 
 def add_parser(sub) -> None:
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--style-weight", type=float, default=1e4, help="weight of the style loss (the book: 1e4)")
     p.add_argument("--tv-weight", type=float, default=10.0, help="weight of the total variation (the book: 10)")
     p.add_argument("--seed", type=int, default=0, help="seeds the random extractor (without --weights)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
 

@@ -26,6 +26,13 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 AUGMENTATIONS = ("flip", "crop", "flip-crop")
 
 
+def check_device(name: str) -> str:
+    """`name` if it is a device divekit knows (auto, cpu, cuda, cuda:N, mps), else a ConfigError."""
+    if not (name in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d+", name)):
+        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    return name
+
+
 def setting(default: Any = dataclasses.MISSING, *, help: str, metavar: str | None = None, **kwargs) -> Any:
     """A TrainConfig field with the help text (and metavar) of its `divekit train` flag."""
     metadata = {"help": help} if metavar is None else {"help": help, "metavar": metavar}
@@ -123,8 +130,7 @@ class TrainConfig:
         if self.optimizer_impl not in OPTIMIZER_IMPLS:
             raise ConfigError(
                 f"--optimizer-impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got {self.optimizer_impl!r}")
-        if not (self.device in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
-            raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        check_device(self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:
