@@ -43,7 +43,8 @@ def test_list(capsys):
     out = capsys.readouterr().out
     assert "softmax-regression-scratch" in out and "linear-regression" in out
     assert main(["list", "datasets", "--json"]) == 0
-    assert {"digits", "fashion-mnist", "mnist", "synthetic-linear"} <= set(last_json(capsys.readouterr().out)["datasets"])
+    names = set(last_json(capsys.readouterr().out)["datasets"])
+    assert {"digits", "fashion-mnist", "mnist", "synthetic-linear"} <= names
     assert main(["list", "models", "softmax*", "--json"]) == 0
     assert last_json(capsys.readouterr().out)["models"] == ["softmax-regression", "softmax-regression-scratch"]
 
@@ -59,6 +60,11 @@ def test_list(capsys):
         (["train", "softmax-regression", "--optimizer", "sgdd"], "Did you mean 'sgd'"),
         (["train"], "no model given"),
         (["eval", "/nonexistent/run"], "no checkpoint"),
+        (["train", "mlp", "--data", "digits", "--model-arg", "num_hiddens=-5", "--epochs", "1"], "num_hiddens=-5"),
+        (["train", "mlp", "--data", "digits", "--out", "/proc/forbidden", "--epochs", "1"], "--out"),
+        (["train", "mlp", "--data", "digits", "--monitor", "test_accuracy", "--epochs", "1"], "Did you mean 'test_acc'"),
+        (["train", "mlp", "--data", "digits", "--momentum", "5"], "--momentum must be in [0, 1)"),
+        (["train", "mlp", "--data", "digits", "--device", "cuda:x"], "--device"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(capsys, argv, message):
@@ -119,8 +125,83 @@ def test_data_verify_and_download(shared_data, tmp_path, monkeypatch, capsys):
     assert "BAD" in capsys.readouterr().out
 
 
+def test_misuse_is_one_line_exit_2_naming_the_option(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["train", "mlp", "--data", "digits", "--model-arg", "num_hiddens=-5", "--epochs", "1"],
+         ["model 'mlp'", "num_hiddens=-5", "num_hiddens, dropouts"]),
+        (["train", "mlp", "--data", "digits", "--out", "/proc/forbidden", "--epochs", "1"],
+         ["/proc/forbidden", "choose another --out"]),
+        (["train", "mlp", "--data", "digits", "--monitor", "nosuch_metric", "--epochs", "1"],
+         ["--monitor 'nosuch_metric'", "test_acc"]),
+        (["train", "mlp", "--data", "digits", "--momentum", "5"], ["--momentum", "[0, 1)"]),
+        (["eval", str(tmp_path), "--device", "gpu"], ["--device", "'gpu'"]),
+        (["predict", str(tmp_path), "x.png", "--top", "-3"], ["--top"]),
+        (["train", "mlp", "--epochs", "many"], ["--epochs", "'many'"]),
+        (["train", "mlp", "--model-arg", "=3"], ["--model-arg", "KEY=VALUE"]),
+        (["nosuchverb"], ["invalid choice: 'nosuchverb'"]),
+    ]
+    for argv, parts in cases:
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2, argv
+        assert err.count("\n") == 1 and err.startswith("divekit: error: "), err
+        assert all(p in err for p in parts), (argv, err)
+    assert not (tmp_path / "runs").exists()  # the failures came before training
+
+
+def test_broken_pipe_exits_quietly():
+    proc = subprocess.run(f"{sys.executable} -m divekit list models | true", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_train_flags_come_from_train_config(capsys):
+    import dataclasses
+
+    from divekit.train.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(TrainConfig):
+        flag = ("--" + f.name.replace("_", "-")).replace("-args", "-arg")  # model_args -> --model-arg
+        if f.name != "model":
+            assert flag in text, flag
+        assert " ".join(f.metadata["help"].split())[:40] in text, f.name
+    for option in ("--resume", "--config", "--target", "--features", "--no-progress", "--json"):
+        assert option in text
+
+
+def test_unset_train_flags_do_not_override_the_config_file(tmp_path):
+    from divekit.cli import build_parser
+    from divekit.cli.train import config_flags
+
+    flags = config_flags(build_parser().parse_args(["train", "mlp", "--channels-last"]))
+    assert flags["model"] == "mlp" and flags["channels_last"] is True
+    assert all(v is None for k, v in flags.items() if k not in ("model", "channels_last"))
+    flags = config_flags(build_parser().parse_args(["train", "--model-arg", "a=1", "--model-arg", "b=x"]))
+    assert flags["model_args"] == {"a": 1, "b": "x"}
+
+
+def test_verbs_are_modules_with_add_parser_and_run():
+    import importlib
+
+    from divekit.apps.kaggle import MODELS
+    from divekit.cli import VERBS
+    from divekit.cli.kaggle_house import MODELS as CLI_MODELS
+
+    for name in VERBS:
+        module = importlib.import_module(f"divekit.cli.{name}")
+        assert callable(module.add_parser) and callable(module.run)
+    assert CLI_MODELS == tuple(MODELS)
+
+
 def test_key_value_flags_parse_json_and_comma_lists():
-    from divekit.cli import _model_arg
+    from divekit.cli.common import key_value as _model_arg
 
     assert _model_arg("widths=16,32,64") == ("widths", [16, 32, 64])
     assert _model_arg("widths=[16, 32]") == ("widths", [16, 32])

@@ -30,7 +30,8 @@ def test_flags_override_file_override_defaults(tmp_path):
     "values, option",
     [({"lr": -1}, "--lr"), ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"),
      ({"resize": -3}, "--resize"), ({"optimizer": "adamm"}, "adam"), ({"device": "gpu"}, "--device"),
-     ({"weight_decay": -0.1}, "--weight-decay")],
+     ({"weight_decay": -0.1}, "--weight-decay"), ({"momentum": 5}, r"--momentum must be in \[0, 1\)"),
+     ({"momentum": -0.1}, "--momentum"), ({"momentum": 1.0}, "--momentum"), ({"device": "cuda:x"}, "--device")],
 )
 def test_invalid_values_name_the_option(values, option):
     with pytest.raises(ConfigError, match=option):
@@ -69,3 +70,16 @@ def test_config_round_trips_through_json():
     cfg = resolve_config(model="softmax-regression", model_args={"sigma": 0.1})
     assert resolve(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert isinstance(cfg, TrainConfig)
+
+
+def test_every_field_has_help_for_its_flag():
+    import dataclasses
+
+    assert all(f.metadata.get("help") for f in dataclasses.fields(TrainConfig))
+
+
+def test_model_factory_errors_name_the_arguments():
+    from divekit.models.registry import create_model
+
+    with pytest.raises(ConfigError, match=r"model 'mlp' cannot be built with num_hiddens=-5.*num_hiddens, dropouts"):
+        create_model("mlp", context={"num_classes": 10, "in_shape": (1, 8, 8)}, num_hiddens=-5)

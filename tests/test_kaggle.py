@@ -1,6 +1,5 @@
 """K-fold splitting, the log-RMSE metric, and the Kaggle house-price workflow on the real files."""
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -9,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from divekit.apps.kaggle import add_arguments, log_rmse, main, run_kaggle_house
+from divekit.apps.kaggle import log_rmse, run_kaggle_house
+from divekit.cli import main
 from divekit.core.errors import ConfigError
 from divekit.data.tabular import TabularPreprocessor
 from divekit.ops.kfold import k_fold, k_fold_indices
@@ -102,12 +102,9 @@ def test_saved_run_predicts_new_rows_like_the_submission(linear_run, shared_data
 
 
 def test_cli_main_json(shared_data, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--k", "2", "--model", "mlp", "--epochs", "3", "--num-hiddens", "32",
-                              "--data-dir", str(shared_data), "--device", "cpu", "--out", str(tmp_path / "mlp"),
-                              "--no-progress", "--json"])
-    assert main(args) == 0
+    assert main(["kaggle-house", "--k", "2", "--model", "mlp", "--epochs", "3", "--num-hiddens", "32",
+                 "--data-dir", str(shared_data), "--device", "cpu", "--out", str(tmp_path / "mlp"),
+                 "--no-progress", "--json"]) == 0
     out = capsys.readouterr().out
     assert "valid log-rmse" in out and "mean" in out
     summary = json.loads(out.strip().splitlines()[-1])

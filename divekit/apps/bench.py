@@ -16,7 +16,6 @@ through the same loader (the default: no download, so it runs anywhere).
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import os
 import platform
@@ -41,26 +40,6 @@ SWITCHES: dict[str, dict[str, Any]] = {
 
 # (channels, height, width, classes) of image datasets, for synthetic batches of their shape
 IMAGE_SHAPES = {"fashion-mnist": (1, 28, 28, 10), "mnist": (1, 28, 28, 10), "digits": (1, 8, 8, 10)}
-
-
-def add_parser(sub) -> None:
-    b = sub.add_parser("bench", help="examples/s for training and inference with each speed switch",
-                       description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("model", help="model name (see `divekit list models`)")
-    b.add_argument("--data", help="measure on this dataset's batches (default: synthetic inputs of the shape of "
-                   "the model's dataset)")
-    b.add_argument("--steps", type=int, default=20, help="timed steps per repeat (default 20)")
-    b.add_argument("--warmup", type=int, default=3, help="untimed steps before timing each switch (default 3)")
-    b.add_argument("--repeats", type=int, default=3, help="timed runs per switch: mean and std over them (default 3)")
-    b.add_argument("--batch-size", type=int, help="default: the model's")
-    b.add_argument("--resize", type=int, help="resize images to RESIZE x RESIZE (default: the model's)")
-    b.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    b.add_argument("--switches", help="comma-separated switches, a+b to combine: " + ", ".join(SWITCHES)
-                   + " (default: all that apply here; compile only with --compile)")
-    b.add_argument("--compile", action="store_true", help="also measure torch.compile (compiling takes a while)")
-    b.add_argument("--data-dir", help="dataset cache folder")
-    b.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
 
 def cpu_name() -> str:
@@ -286,16 +265,3 @@ def format_table(result: dict[str, Any]) -> str:
         extra = f"  (compiled in {r['compile_seconds']:.1f} s, not timed)" if "compile_seconds" in r else ""
         lines.append(f"{r['switch']:<22s} {train:>18s} {infer:>18s} {speed}{extra}")
     return "\n".join(lines)
-
-
-def run(args) -> int:
-    import json
-
-    result = bench(args.model, data=args.data, steps=args.steps, warmup=args.warmup, repeats=args.repeats,
-                   batch_size=args.batch_size, resize=args.resize, device=args.device, switches=args.switches,
-                   with_compile=args.compile, data_dir=args.data_dir)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_table(result))
-    return 0

@@ -26,7 +26,6 @@ The same command line: `divekit kaggle-house [--k 5] [--model linear|mlp] [--epo
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -236,44 +235,3 @@ def run_kaggle_house(data_dir=None, *, k: int = 5, model: str = "linear", epochs
     }
     write_json_atomic(out / "results.json", results)
     return results
-
-
-# -- the command line: `divekit kaggle-house` -------------------------------------------------
-
-
-def add_arguments(parser) -> None:
-    """The options of `divekit kaggle-house`; unset ones take the model's DEFAULTS."""
-    parser.add_argument("--k", type=int, default=5, help="number of cross-validation folds (default 5)")
-    parser.add_argument("--model", choices=tuple(MODELS), default="linear",
-                        help="linear regression or an MLP with one hidden layer (default linear)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--lr", type=float, help="Adam's learning rate")
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--num-hiddens", type=int, help="hidden units of the MLP")
-    parser.add_argument("--dropout", type=float, help="dropout rate of the MLP's hidden layer")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    parser.add_argument("--data-dir", help="dataset cache folder (default: $DIVEKIT_DATA or ~/.cache/divekit/data)")
-    parser.add_argument("--out", help="output folder (default: runs/kaggle-house-MODEL-TIME)")
-    parser.add_argument("--no-progress", action="store_true", help="no per-fold progress lines on stderr")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
-
-
-def main(args) -> int:
-    """Run `divekit kaggle-house` with parsed `args`; prints the per-fold table and the means."""
-    results = run_kaggle_house(
-        args.data_dir, k=args.k, model=args.model, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-        batch_size=args.batch_size, num_hiddens=args.num_hiddens, dropout=args.dropout, seed=args.seed,
-        device=args.device, out_dir=args.out, progress=not args.no_progress,
-    )
-    print(f"{'fold':>4}  {'train log-rmse':>14}  {'valid log-rmse':>14}")
-    for row in results["folds"]:
-        print(f"{row['fold']:>4}  {row['train_log_rmse']:>14.4f}  {row['valid_log_rmse']:>14.4f}")
-    print(f"{'mean':>4}  {results['train_log_rmse']:>14.4f}  {results['valid_log_rmse']:>14.4f}"
-          f"  (valid std {results['valid_log_rmse_std']:.4f})")
-    print(f"{results['k']}-fold {results['model']} in {results['seconds']:.1f} s; submission: {results['submission']}")
-    if args.json:
-        keys = ("k", "model", "folds", "train_log_rmse", "valid_log_rmse", "seconds", "submission", "out_dir")
-        print(json.dumps({key: results[key] for key in keys} | {"settings": results["settings"]}))
-    return 0

@@ -1,5 +1,5 @@
 """Semantic segmentation (book 14.9-14.11): colored predictions, held-out evaluation and the
-`divekit segment` verb (the training task is divekit.tasks.segmentation, the metrics
+`divekit segment` verb, divekit.cli.segment (the training task is divekit.tasks.segmentation, the metrics
 divekit.ops.metrics).
 
 The task: a batch is (images (B, 3, H, W), labels (B, H, W) int64); the model returns class scores
@@ -19,15 +19,12 @@ on the batch size.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from ..core.errors import DivekitError
 from ..data.images import read_image
 from ..ops.metrics import IGNORE_INDEX, iou_per_class, mean_iou, pixel_accuracy
 from ..ops.metrics import segmentation_confusion as confusion_matrix
@@ -141,54 +138,6 @@ def evaluate_run(model: torch.nn.Module, meta: dict, out_dir: str | Path, data_d
             "miou": round(mean_iou(conf), 6),
             "per_class_iou": {c: (None if math.isnan(v) else round(float(v), 4)) for c, v in zip(classes, iou)},
             "plot": str(plot)}
-
-
-# ----------------------------------------------------------------------------------------------
-# the `divekit segment` verb
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("segment", help="segment images with a segmentation run's model (colored PNGs); "
-                       "pixel accuracy and mean IoU on its held-out split",
-                       description="Segment IMAGE files with the model of RUN_DIR and save colored predictions "
-                       "(palette PNGs) in --out. With --eval (the default when no IMAGE is given) also report "
-                       "pixel accuracy and mean IoU on the run dataset's held-out split.")
-    p.add_argument("run_dir")
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (png, jpg, ...)")
-    p.add_argument("--out", default="segmentations", help="folder for the predictions (default: segmentations/)")
-    p.add_argument("--eval", action="store_true", help="evaluate on the held-out split too")
-    p.add_argument("--which", choices=("best", "last"), default="best")
-    p.add_argument("--data-dir")
-    p.add_argument("--json", action="store_true")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..train.api import load_run
-
-    model, ckpt = load_run(args.run_dir, args.which, "cpu")
-    meta = ckpt.meta
-    if meta["task"] != "segmentation":
-        raise DivekitError(f"`divekit segment` needs a segmentation run; {args.run_dir} is a {meta['task']} model "
-                           f"on {meta['data']!r}")
-    out: dict = {"run_dir": args.run_dir, "checkpoint": ckpt.path.name, "out": args.out}
-    if args.images:
-        out["predictions"] = segment_images(model, meta, args.images, args.out)
-    if args.eval or not args.images:
-        out["heldout"] = evaluate_run(model, meta, args.out, args.data_dir)
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    for row in out.get("predictions", []):
-        shares = ", ".join(f"{c} {s:.0%}" for c, s in sorted(row["class_share"].items(), key=lambda kv: -kv[1]))
-        print(f"{row['input']} -> {row['output']}  ({shares})")
-    if "heldout" in out:
-        h = out["heldout"]
-        print(f"{meta['data']} {h['split']} split ({h['pixels']} labelled pixels): pixel accuracy {h['pixel_acc']:.4f}  "
-              f"mean IoU {h['miou']:.4f}")
-        for c, v in h["per_class_iou"].items():
-            print(f"  {c:>14s}  {'-' if v is None else f'{v:.4f}'}")
-        print(f"examples: {h['plot']}")
-    return 0
 
 
 __all__ = ["evaluate_run", "label2image", "predict", "save_label_png", "segment_images"]

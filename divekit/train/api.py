@@ -18,7 +18,7 @@ import torch
 from ..core import dist
 from ..core.checkpoint import Checkpoint
 from ..core.device import resolve_device
-from ..core.errors import ConfigError, DivekitError
+from ..core.errors import ConfigError, DivekitError, did_you_mean
 from ..core.io import write_json_atomic
 from ..core.rundir import CONFIG, checkpoint_path
 from ..data.registry import DataBundle, dataset_entry, load_dataset
@@ -107,7 +107,7 @@ def preflight(model: torch.nn.Module, data: DataBundle, cfg: TrainConfig, task: 
     try:
         with torch.no_grad():
             task.reset(data.train)
-            task.step(model, one)
+            _, sums, n = task.step(model, one)
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         hint = " Choose another --resize." if data.context.get("in_shape") and one[0].dim() == 4 else ""
         raise ConfigError(
@@ -116,6 +116,12 @@ def preflight(model: torch.nn.Module, data: DataBundle, cfg: TrainConfig, task: 
         ) from None
     finally:
         model.train(was_training)
+    if cfg.monitor is not None:  # the metrics the run will report: f"{split}_{name}"
+        names = task.summarize({k: float(v) for k, v in sums.items()}, n)
+        known = [f"{split}_{name}" for split in data.loaders() for name in names]
+        if cfg.monitor not in known:
+            raise ConfigError(f"--monitor {cfg.monitor!r} is not a metric of this run."
+                              f"{did_you_mean(cfg.monitor, known)} Choose one of: {', '.join(known)}")
 
 
 def run_meta(cfg: TrainConfig, data: DataBundle, model_name: str) -> dict[str, Any]:
@@ -198,8 +204,11 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: str | Path | None | bool) -> Path
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     run_dir = Path(dist.broadcast_object(str(run_dir)))
     if dist.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / CONFIG, cfg.to_dict())
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(run_dir / CONFIG, cfg.to_dict())
+        except OSError as e:
+            raise ConfigError(f"cannot write the run folder {run_dir}: {e.strerror or e}; choose another --out") from None
     return run_dir
 
 

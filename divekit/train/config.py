@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ..core.errors import ConfigError, did_you_mean
 from ..ops.optim import OPTIMIZER_IMPLS, OPTIMIZERS
@@ -25,42 +25,74 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 AUGMENTATIONS = ("flip", "crop", "flip-crop")
 
 
+def check_device(name: str) -> str:
+    """`name` if it is a device divekit knows (auto, cpu, cuda, cuda:N, mps), else a ConfigError."""
+    if not (name in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d+", name)):
+        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    return name
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, metavar: str | None = None, **kwargs) -> Any:
+    """A TrainConfig field with the help text (and metavar) of its `divekit train` flag."""
+    metadata = {"help": help} if metavar is None else {"help": help, "metavar": metavar}
+    return field(default=default, metadata=metadata, **kwargs)
+
+
 @dataclass
 class TrainConfig:
-    recipe: str | None = None  # named settings from divekit.train.recipes, applied below config files and flags
-    model: str = "softmax-regression"
-    data: str = "digits"
-    epochs: int = 10
-    lr: float = 0.1
-    batch_size: int = 256
-    optimizer: str = "sgd"  # see divekit.ops.optim.OPTIMIZERS
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    scheduler: str | None = None  # step | multistep | exponential | cosine | onecycle | plateau
-    scheduler_args: dict[str, Any] = field(default_factory=dict)  # e.g. {"gamma": 0.5, "step_size": 3}
-    warmup_epochs: float = 0.0  # linear warmup (cosine schedule)
-    grad_clip: float | None = None  # clip the global gradient norm to this value
-    resize: int | None = None  # resize square images to resize x resize
-    augment: str | None = None  # training-set augmentation: flip | crop | flip-crop
-    label_smoothing: float = 0.0  # classification: mix the one-hot target with a uniform distribution
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or GPU) | fp16 (autocast + gradient scaler, CUDA only)
-    channels_last: bool = False  # NHWC memory layout for CNNs
-    compile: bool = False  # torch.compile the model; its warm-up (compilation) is not counted in `seconds`
-    optimizer_impl: str = "auto"  # torch optimizers: auto (torch's choice) | for-loop | foreach | fused
-    data_dir: str | None = None  # where datasets are cached; default: $DIVEKIT_DATA or the user cache
-    out: str | None = None  # run folder; default: runs/<model>-<data>-<time>
-    time_limit: float | None = None  # seconds of training; the running epoch is cut short, evaluated, and training stops
-    patience: int | None = None  # stop after this many epochs without improvement of `monitor`
-    monitor: str | None = None  # metric for early stopping and the best checkpoint; default valid_loss, else test_loss
-    eval_every: int = 1  # evaluate the held-out splits every N epochs (and always after the last)
-    log_every: int = 50  # steps between progress-bar updates (each update reads the metrics once)
-    model_args: dict[str, Any] = field(default_factory=dict)  # keyword overrides for create_model
-    data_args: dict[str, Any] = field(default_factory=dict)  # dataset options, e.g. {"num_steps": 32}
-    init_from: str | None = None  # fine-tuning: pretrained weights (a run folder or a weights file); see divekit.train.finetune
-    head_lr_mult: float = 10.0  # fine-tuning: the new output layer trains at lr * head_lr_mult (book 14.2)
-    freeze_body: bool = False  # fine-tuning: train only the output layer (at lr), the pretrained body stays fixed
+    """Every setting of a run; each field is also a `divekit train` flag (`batch_size` -> `--batch-size`)."""
+
+    recipe: str | None = setting(
+        None, help="named complete settings, e.g. fast (see divekit/train/recipes.py); flags override them")
+    model: str = setting("softmax-regression", help="model name (see `divekit list models`)")
+    data: str = setting("digits", help="dataset name (see `divekit list datasets`); default: the model's or digits")
+    epochs: int = setting(10, help="passes over the training set")
+    lr: float = setting(0.1, help="learning rate")
+    batch_size: int = setting(256, help="examples per minibatch")
+    optimizer: str = setting("sgd", help="sgd, adam, adamw, rmsprop, adagrad, adadelta, or a from-scratch one: "
+                             "sgd-scratch, momentum-scratch, adagrad-scratch, rmsprop-scratch, adadelta-scratch, "
+                             "adam-scratch")
+    momentum: float = setting(0.0, help="momentum of the optimizers that take one, in [0, 1)")
+    weight_decay: float = setting(0.0, help="L2 penalty on the weights (>= 0)")
+    scheduler: str | None = setting(
+        None, help="learning-rate schedule: step, multistep, exponential, cosine, onecycle, plateau")
+    scheduler_args: dict[str, Any] = setting(
+        help="option of the schedule, e.g. gamma=0.5 or milestones=[5,8] (repeatable)", metavar="KEY=VALUE",
+        default_factory=dict)
+    warmup_epochs: float = setting(0.0, help="linear warmup before the cosine schedule")
+    grad_clip: float | None = setting(None, help="clip the global gradient norm to this value")
+    resize: int | None = setting(None, help="resize images to RESIZE x RESIZE")
+    augment: str | None = setting(None, help="training-set augmentation for images: flip, crop or flip-crop")
+    label_smoothing: float = setting(0.0, help="classification: weight of the uniform target, e.g. 0.1")
+    seed: int = setting(0, help="random seed (initialization, shuffling, dropout)")
+    device: str = setting("auto", help="auto, cpu, cuda, cuda:N, mps")
+    precision: str = setting(
+        "fp32", help="fp32 (default), bf16 (autocast) or fp16 (autocast + gradient scaler, CUDA)")
+    channels_last: bool = setting(False, help="NHWC memory layout for CNNs")
+    compile: bool = setting(
+        False, help="torch.compile the model (its compilation is not counted in the run's seconds)")
+    optimizer_impl: str = setting("auto", help="torch optimizers: auto (default), for-loop, foreach or fused")
+    data_dir: str | None = setting(
+        None, help="dataset cache folder (default: $DIVEKIT_DATA or ~/.cache/divekit/data)")
+    out: str | None = setting(None, help="run folder (default: runs/MODEL-DATA-TIME)")
+    time_limit: float | None = setting(
+        None, help="stop after this many seconds of training (the running epoch is cut short and evaluated)")
+    patience: int | None = setting(None, help="early stopping after N epochs without improvement")
+    monitor: str | None = setting(
+        None, help="metric for early stopping and best.safetensors, e.g. test_acc (default: the loss)")
+    eval_every: int = setting(1, help="evaluate the held-out splits every N epochs (and always after the last)")
+    log_every: int = setting(50, help="steps between progress-bar updates (each update reads the metrics once)")
+    model_args: dict[str, Any] = setting(
+        help="keyword argument for the model factory (repeatable)", metavar="KEY=VALUE", default_factory=dict)
+    data_args: dict[str, Any] = setting(
+        help="dataset option, e.g. num_steps=64 or sampling=sequential (repeatable)", metavar="KEY=VALUE",
+        default_factory=dict)
+    init_from: str | None = setting(
+        None, metavar="PATH", help="fine-tune: start from pretrained weights (a run folder, .safetensors, or a "
+        ".pt/.pth state dict); the output layer is replaced for the new classes (see divekit.train.finetune)")
+    head_lr_mult: float = setting(10.0, help="fine-tune: the output layer's lr is lr x this (default 10)")
+    freeze_body: bool = setting(
+        False, help="fine-tune: train only the new output layer; the pretrained body stays fixed")
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the option if any value is out of range."""
@@ -68,7 +100,7 @@ class TrainConfig:
             (self.epochs >= 1, "epochs", "must be at least 1"),
             (self.lr > 0, "lr", "must be positive"),
             (self.batch_size >= 1, "batch_size", "must be at least 1"),
-            (self.momentum >= 0, "momentum", "must be >= 0"),
+            (0 <= self.momentum < 1, "momentum", "must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be positive"),
             (self.resize is None or self.resize >= 1, "resize", "must be a positive image size"),
@@ -78,7 +110,8 @@ class TrainConfig:
             (self.eval_every >= 1, "eval_every", "must be at least 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
             (self.head_lr_mult > 0, "head_lr_mult", "must be positive"),
-            (not self.freeze_body or bool(self.init_from), "freeze_body", "needs --init-from (pretrained weights to freeze)"),
+            (not self.freeze_body or bool(self.init_from), "freeze_body",
+             "needs --init-from (pretrained weights to freeze)"),
         ]
         for ok, name, why in checks:
             if not ok:
@@ -94,9 +127,9 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.optimizer_impl not in OPTIMIZER_IMPLS:
-            raise ConfigError(f"--optimizer-impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got {self.optimizer_impl!r}")
-        if not (self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+            raise ConfigError(
+                f"--optimizer-impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got {self.optimizer_impl!r}")
+        check_device(self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,7 +200,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}") from None
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise ConfigError(f"config file {path} is not valid {kind}: {e}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(values).__name__}")
     return coerce_fields(values)
