@@ -16,7 +16,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from divekit.cli import build_parser, main  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 VERBS = ("train", "eval", "predict", "summary")
 SLOW = {"--compile"}  # torch.compile would compile a model per example: left out to keep the test fast
 RUNS = {"examples": 0, "exit 0": 0}  # invocations made and how many succeeded, for the report at the end

@@ -23,7 +23,7 @@ from divekit.data.registry import DataBundle
 from divekit.data.text import SeqLoader
 from divekit.train.config import TrainConfig
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WORLD = 2
 PER_RANK_BATCH = 4
 EPOCHS = 2
