@@ -18,7 +18,7 @@ from .common import ArgumentParser, print_json
 
 # verb modules, in the order `divekit --help` lists them; the verb is the module name with dashes
 VERBS = ("train", "eval", "predict", "generate", "translate", "list", "summary", "kaggle_house", "demo", "data",
-         "bench", "detect", "segment", "stylize", "embed")
+         "bench", "detect", "segment", "stylize", "embed", "notebooks")
 
 
 def _module(name: str):
