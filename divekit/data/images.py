@@ -82,7 +82,7 @@ def save_image(img: torch.Tensor, path: str | Path) -> Path:
 def show_images(imgs: torch.Tensor | Sequence[torch.Tensor], num_rows: int, num_cols: int,
                 titles: Sequence[str] | None = None, scale: float = 1.5):
     """The book's show_images: a num_rows x num_cols matplotlib grid of (C, H, W) images
-    (uint8, or float in [0, 1]); returns the figure (save it with train.plot.save_figure)."""
+    (uint8, or float in [0, 1]); returns the figure (save it with core.plot.save_figure)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * scale, num_rows * scale), squeeze=False)

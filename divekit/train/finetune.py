@@ -10,7 +10,7 @@ head, then unfreezes everything with a lower learning rate. Both are here:
     divekit train resnet18 --data folder:photos --init-from runs/head --lr 0.001
 
 Where weights come from (`read_pretrained`): a divekit run folder (its best checkpoint) or
-checkpoint file, a safetensors file of a state dict (`divekit.io.save_params`, or other tools),
+checkpoint file, a safetensors file of a state dict (`divekit.core.io.save_params`, or other tools),
 or a `torch.save`d state dict (.pt / .pth / .bin) read with `torch.load(weights_only=True)`,
 which refuses pickled code. Weights are matched by name and shape.
 
