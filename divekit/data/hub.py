@@ -15,8 +15,9 @@ Environment variables:
 * ``DIVEKIT_MAX_EXTRACT_BYTES``: the most an archive may expand to, in bytes or with a binary unit
   (``8G``, ``500M``; default 4 GiB, twice the largest official archive, VOC2012's 2.0 GB tar).
 * ``DIVEKIT_MAX_EXTRACT_RATIO``: the most an archive, or a zip member, larger than 16 MiB once
-  extracted may expand, as uncompressed / compressed size (default 200; the official archives expand
-  at most about 4:1, zip bombs 1000:1). Small files are exempt: tiny text files compress very well.
+  extracted may expand, as uncompressed / compressed size (default 200; the text archives ptb.zip and
+  fra-eng.zip expand about 3:1, image and tar archives about 1:1, a zip of zeros 1000:1). Smaller
+  ones are exempt: small text files compress very well.
 
 Both limits are checked from the archive's headers before anything is written, and again on the
 bytes actually written, since headers can lie; the ``max_bytes`` / ``max_ratio`` arguments of
@@ -46,7 +47,7 @@ from ..core.errors import ChecksumError, ConfigError, DataError, did_you_mean
 HASH_LENGTHS = {"sha1": 40, "md5": 32}
 CHUNK_BYTES = 1 << 20
 MAX_EXTRACT_BYTES = 4 << 30  # the largest official archive, VOC2012's tar, holds 2.0 GB
-MAX_EXTRACT_RATIO = 200.0  # the official archives expand at most ~4:1 (ptb.zip: 3.0:1); zip bombs ~1000:1
+MAX_EXTRACT_RATIO = 200.0  # text archives expand ~3:1 (ptb.zip: 3.0:1), images ~1:1; zip bombs ~1000:1
 RATIO_MIN_BYTES = 16 << 20  # the ratio limit applies to what expands past this size only
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
