@@ -4,6 +4,12 @@ ImageFolder and of the book's hotdog set):
     PATH/cat/001.jpg, PATH/cat/002.png, ...
     PATH/dog/xyz.jpeg, ...
 
+PATH can also be a zip archive of such a folder (`folder:photos.zip`, holding cat/, dog/, ... or a
+single photos/ folder of them). It is extracted once, with hub.extract's checks (no member outside
+the folder, no links out) and size limits ($DIVEKIT_MAX_EXTRACT_BYTES, default 4 GiB, and
+$DIVEKIT_MAX_EXTRACT_RATIO, default 200:1 past 16 MiB, so a zip bomb is refused before anything is
+written), into the cache folder, keyed by the archive's SHA-1; macOS's __MACOSX/ folder is dropped.
+
 Every image is decoded once with pillow, resized to size x size (the `size` data option, default
 the run's --resize, else 64) and converted to RGB (or gray with `channels=1`); the uint8 tensor
 (N, C, size, size) is cached as a safetensors file in the cache folder ($DIVEKIT_CACHE), keyed by
@@ -21,7 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -38,6 +48,39 @@ PREFIX = "folder:"
 DEFAULTS = {"batch_size": 32, "epochs": 10}  # the config defaults of folder datasets (few images, small batches)
 HEADER_KEY = "divekit.folder"
 FORMAT_VERSION = 1
+
+
+def unpack_zip(archive: Path) -> Path:
+    """The folder of class folders in the zip `archive`, extracted once (safely, within hub.extract's
+    limits) into cache_dir()/folders/, keyed by the archive's SHA-1."""
+    folders = hub.cache_dir() / "folders"
+    dest = folders / f"zip-{archive.stem}-{hub.file_hash(archive, 'sha1')[:16]}"
+    if not dest.is_dir():
+        folders.mkdir(exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=folders))
+        try:
+            hub.extract(archive, staging)
+            shutil.rmtree(staging / "__MACOSX", ignore_errors=True)  # macOS Finder's resource forks
+            os.replace(staging, dest)  # the whole folder at once: dest exists only when complete
+        except OSError as e:
+            if not dest.is_dir():  # else another run extracted the same archive meanwhile
+                raise DataError(f"--data folder:{archive}: cannot extract it into {dest} ({e}); set "
+                                "DIVEKIT_CACHE to a writable folder") from e
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    entries = list(dest.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+
+
+def image_root(path: str | Path) -> Path:
+    """The folder of class folders that `folder:PATH` names: PATH itself, or the extracted zip archive PATH."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return path
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"--data folder:{path} is a file but not a zip archive. Give a folder with one sub-folder of "
+                        "images per class, or a zip archive of one")
+    return unpack_zip(path)
 
 
 def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[Path]]:
@@ -64,12 +107,13 @@ def cache_path(root: Path, files: list[tuple[Path, int]], size: int, channels: i
 def decode_folder(root: str | Path, size: int = 64, channels: int = 3,
                   cache: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     """Images (N, C, size, size) uint8, labels (N,), class names, and the skipped files as
-    "relative/path: reason" strings. Decoded once, then read from the cache."""
+    "relative/path: reason" strings, from a folder of class folders or a zip archive of one.
+    Decoded once, then read from the cache."""
     if channels not in (1, 3):
         raise DataError(f"--data-arg channels must be 1 (gray) or 3 (RGB), got {channels}")
     if size < 1:
         raise DataError(f"--data-arg size must be a positive image size, got {size}")
-    root = Path(root).expanduser()
+    root = image_root(root)
     classes, files, stray = scan(root)
     path = cache_path(root, files, size, channels)
     if cache and path.is_file():
@@ -112,8 +156,8 @@ def load_folder_dataset(name: str, *, batch_size: int, seed: int = 0, device=Non
     x, y, classes, skipped = decode_folder(root, size, int(channels))
     if skipped:
         shown = "\n  ".join(skipped[:20]) + (f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else "")
-        warnings.warn(f"{root}: skipped {len(skipped)} file(s) that are not readable images (used {len(x)}):\n  {shown}",
-                      stacklevel=2)
+        warnings.warn(f"{root}: skipped {len(skipped)} file(s) that are not readable images (used {len(x)}):"
+                      f"\n  {shown}", stacklevel=2)
     n_valid = max(1, round(valid * len(x))) if valid > 0 else 0
     if len(x) - n_valid < 1:
         raise DataError(f"--data folder:{root} has only {len(x)} readable image(s): too few to split off validation")

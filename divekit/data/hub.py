@@ -12,6 +12,16 @@ Environment variables:
 * ``DIVEKIT_CACHE``: the cache for derived files (default ``$XDG_CACHE_HOME/divekit``).
 * ``DIVEKIT_MIRROR``: a base URL tried before the table's URLs, as ``<mirror>/<path>``; any
   server (or ``file://`` folder) holding a copy of a data directory works as a mirror.
+* ``DIVEKIT_MAX_EXTRACT_BYTES``: the most an archive may expand to, in bytes or with a binary unit
+  (``8G``, ``500M``; default 4 GiB, twice the largest official archive, VOC2012's 2.0 GB tar).
+* ``DIVEKIT_MAX_EXTRACT_RATIO``: the most an archive, or a zip member, larger than 16 MiB once
+  extracted may expand, as uncompressed / compressed size (default 200; the text archives ptb.zip and
+  fra-eng.zip expand about 3:1, image and tar archives about 1:1, a zip of zeros 1000:1). Smaller
+  ones are exempt: small text files compress very well.
+
+Both limits are checked from the archive's headers before anything is written, and again on the
+bytes actually written, since headers can lie; the ``max_bytes`` / ``max_ratio`` arguments of
+:func:`extract` override them. Official archives are extracted only after their hash was checked.
 """
 
 from __future__ import annotations
@@ -36,6 +46,10 @@ from ..core.errors import ChecksumError, ConfigError, DataError, did_you_mean
 
 HASH_LENGTHS = {"sha1": 40, "md5": 32}
 CHUNK_BYTES = 1 << 20
+MAX_EXTRACT_BYTES = 4 << 30  # the largest official archive, VOC2012's tar, holds 2.0 GB
+MAX_EXTRACT_RATIO = 200.0  # text archives expand ~3:1 (ptb.zip: 3.0:1), images ~1:1; zip bombs ~1000:1
+RATIO_MIN_BYTES = 16 << 20  # the ratio limit applies to what expands past this size only
+SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 @dataclass(frozen=True)
@@ -320,8 +334,92 @@ def fetch_extracted(name: str, data_dir=None, *, progress: bool = True) -> Path:
     return root / rf.extract_to
 
 
+OUTSIDE = "has an absolute path or '..' and would be written outside the target"
+
+
 def _refuse(archive: Path, member: str, why: str) -> DataError:
     return DataError(f"refusing to extract {archive}: member {member!r} {why}; nothing was extracted")
+
+
+def _human(n: float) -> str:
+    """A byte count with a binary unit: 4.0 GiB, 300.0 MiB, 12 B."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _parse_size(text: str) -> int:
+    """Bytes from "8589934592", "8G", "8GiB", "500M" (binary units)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", text.strip(), re.IGNORECASE)
+    if not match:
+        raise ValueError(text)
+    return int(float(match[1]) * SIZE_UNITS[match[2].lower()])
+
+
+def _limit(value, name: str, var: str, default, parse, expected: str):
+    """`value`, else the environment variable `var` read with `parse`, else `default`; must be positive."""
+    source = name
+    if value is None:
+        raw = os.environ.get(var)
+        if not raw:
+            return default
+        source = f"{var}={raw!r}"
+        try:
+            value = parse(raw)
+        except ValueError:
+            raise ConfigError(f"{source} is not a positive {expected}") from None
+    if not value > 0:
+        raise ConfigError(f"{source} must be a positive {expected}, got {value!r}")
+    return value
+
+
+class _Limits:
+    """The size and ratio limits of one extraction: declare() checks the headers' sizes before
+    anything is written, wrote() counts the bytes as they are written."""
+
+    def __init__(self, archive: Path, max_bytes=None, max_ratio=None):
+        self.archive = archive
+        self.max_bytes = _limit(max_bytes, "max_bytes", "DIVEKIT_MAX_EXTRACT_BYTES", MAX_EXTRACT_BYTES,
+                                _parse_size, "size in bytes (e.g. 8G or 8589934592)")
+        self.max_ratio = _limit(max_ratio, "max_ratio", "DIVEKIT_MAX_EXTRACT_RATIO", MAX_EXTRACT_RATIO,
+                                float, "compression ratio (e.g. 500)")
+        self.packed = archive.stat().st_size
+        # the ratio limit, as bytes: more than RATIO_MIN_BYTES must stay within max_ratio x the archive
+        self.cap = min(self.max_bytes, max(RATIO_MIN_BYTES, int(self.max_ratio * self.packed)))
+        self.declared = self.written = 0
+
+    def _raise_hint(self) -> str:
+        return (f"If you trust this archive, raise the limits: the size limit is {_human(self.max_bytes)} "
+                f"(DIVEKIT_MAX_EXTRACT_BYTES, e.g. 16G, or extract(..., max_bytes=...)), the ratio limit "
+                f"{self.max_ratio:g}:1 (DIVEKIT_MAX_EXTRACT_RATIO or extract(..., max_ratio=...))")
+
+    def _refuse(self, why: str) -> DataError:
+        return DataError(f"refusing to extract {self.archive}: {why}; nothing was extracted. {self._raise_hint()}")
+
+    def declare(self, member: str, size: int, packed: int | None = None) -> None:
+        """Count a member's uncompressed `size` from the headers (`packed`: its compressed size, if known)."""
+        self.declared += size
+        if self.declared > self.max_bytes:
+            raise self._refuse(f"its members up to {member!r} expand to {_human(self.declared)}, more than the "
+                               f"size limit of {_human(self.max_bytes)}")
+        if packed is not None and size > RATIO_MIN_BYTES and size > self.max_ratio * max(packed, 1):
+            raise self._refuse(f"member {member!r} expands {size / max(packed, 1):.0f}:1 ({_human(size)} from "
+                               f"{_human(packed)}), more than the ratio limit of {self.max_ratio:g}:1 for "
+                               f"members over {_human(RATIO_MIN_BYTES)} (a zip bomb?)")
+        if self.declared > self.cap:
+            raise self._refuse(f"its members up to {member!r} expand to {_human(self.declared)} from "
+                               f"{_human(self.packed)}, more than the ratio limit of {self.max_ratio:g}:1 for "
+                               f"archives over {_human(RATIO_MIN_BYTES)} (a zip bomb?)")
+
+    def wrote(self, member: str, n: int) -> None:
+        """Count `n` bytes about to be written for `member`; past the limits, stop (DataError)."""
+        self.written += n
+        if self.written > self.cap:
+            raise DataError(f"stopped extracting {self.archive} at member {member!r}: its data goes past "
+                            f"{_human(self.cap)}, the limit, although its headers declared less (a corrupt or "
+                            f"malicious archive); nothing was kept. {self._raise_hint()}")
 
 
 def _inside(path: str) -> bool:
@@ -332,11 +430,42 @@ def _inside(path: str) -> bool:
     return ".." not in posixpath.normpath(path).split("/")
 
 
-def _check_tar_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
+def _check_zip_members(archive: Path, infos: list[zipfile.ZipInfo], limits: _Limits) -> None:
+    for info in infos:
+        if not _inside(info.filename):
+            raise _refuse(archive, info.filename, OUTSIDE)
+        limits.declare(info.filename, info.file_size, info.compress_size)
+
+
+def _write_zip(zf: zipfile.ZipFile, into: Path, limits: _Limits) -> None:
+    """Write the (checked) members of `zf` under `into`, counting every chunk against `limits`."""
+    for info in zf.infolist():
+        parts = [p for p in info.filename.split("/") if p not in ("", ".")]
+        if not parts:
+            continue
+        target = into.joinpath(*parts)
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as source, open(target, "wb") as out:
+            while chunk := source.read(CHUNK_BYTES):
+                limits.wrote(info.filename, len(chunk))
+                out.write(chunk)
+
+
+def _check_tar_members(archive: Path, tf: tarfile.TarFile, limits: _Limits) -> list[tarfile.TarInfo]:
+    """The members of `tf`, read one header at a time (a size bomb stops at its first header past the
+    limits), once their paths, links and sizes are checked."""
+    members = []
+    for m in tf:
+        if m.isreg():
+            limits.declare(m.name, m.size)
+        members.append(m)
     links = {posixpath.normpath(m.name) for m in members if m.issym()}
     for m in members:
         if not _inside(m.name):
-            raise _refuse(archive, m.name, "has an absolute path or '..' and would be written outside the target")
+            raise _refuse(archive, m.name, OUTSIDE)
         if m.isdev():
             raise _refuse(archive, m.name, "is a device or FIFO")
         if m.issym() and not _inside(posixpath.join(posixpath.dirname(m.name), m.linkname)):
@@ -347,41 +476,27 @@ def _check_tar_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
         for i in range(1, len(parents) + 1):
             if "/".join(parents[:i]) in links:
                 raise _refuse(archive, m.name, f"lies under the symbolic link {'/'.join(parents[:i])!r}")
+    return members
 
 
-def _unpack(archive: Path, into: Path) -> None:
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for name in zf.namelist():
-                if not _inside(name):
-                    raise _refuse(archive, name, "has an absolute path or '..' and would be written outside the target")
-            zf.extractall(into)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive, "r:*") as tf:
-            members = tf.getmembers()
-            _check_tar_members(archive, members)
-            safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tf.extractall(into, members=members, **safety)
-    else:
-        raise DataError(f"{archive} is not a zip or tar archive")
+class _LimitedTarFile(tarfile.TarFile):
+    """A TarFile that counts each regular file against `limits` before writing it: tarfile writes
+    exactly the member's size (a short member raises ReadError), hard links that fall back to a
+    copy included."""
+
+    limits: _Limits
+
+    def makefile(self, tarinfo, targetpath):
+        self.limits.wrote(tarinfo.name, tarinfo.size)
+        super().makefile(tarinfo, targetpath)
 
 
-def extract(archive: Path, dest: Path) -> Path:
-    """Unpack a zip or tar (.tar, .tar.gz, .tgz) archive into the folder `dest`; returns `dest`.
-
-    Members with absolute paths or '..', links pointing outside `dest`, members under a link, and
-    device files are refused (DataError) before anything is written. The archive is unpacked into
-    a temporary folder inside `dest`, then each top-level entry is renamed into place (replacing
-    an older copy), so an interrupted extraction leaves no half-written entry behind.
-    """
-    archive, dest = Path(archive), Path(dest)
-    _require_writable(dest, f"extract {archive.name}")
+def _install(dest: Path, write) -> None:
+    """Run `write(staging)` on a new temporary folder inside `dest`, then rename each top-level entry
+    into place (replacing an older copy); the temporary folder is always removed."""
     staging = Path(tempfile.mkdtemp(prefix=".extracting-", dir=dest))
     try:
-        try:
-            _unpack(archive, staging)
-        except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError) as e:
-            raise DataError(f"cannot extract {archive} ({e}); delete it to download it again") from e
+        write(staging)
         for entry in sorted(staging.iterdir()):
             target = dest / entry.name
             if target.is_dir() and not target.is_symlink():
@@ -391,6 +506,41 @@ def extract(archive: Path, dest: Path) -> Path:
             os.replace(entry, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack(archive: Path, dest: Path, limits: _Limits) -> None:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            _check_zip_members(archive, zf.infolist(), limits)
+            _install(dest, lambda staging: _write_zip(zf, staging, limits))
+    elif tarfile.is_tarfile(archive):
+        with _LimitedTarFile.open(archive, "r:*") as tf:
+            members = _check_tar_members(archive, tf, limits)
+            tf.limits = limits
+            safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            _install(dest, lambda staging: tf.extractall(staging, members=members, **safety))
+    else:
+        raise DataError(f"{archive} is not a zip or tar archive")
+
+
+def extract(archive: Path, dest: Path, *, max_bytes: int | None = None, max_ratio: float | None = None) -> Path:
+    """Unpack a zip or tar (.tar, .tar.gz, .tgz) archive into the folder `dest`; returns `dest`.
+
+    Members with absolute paths or '..', links pointing outside `dest`, members under a link, and
+    device files are refused (DataError) before anything is written, and so is an archive whose
+    headers declare more than `max_bytes` in all (default $DIVEKIT_MAX_EXTRACT_BYTES, else 4 GiB) or
+    that expands more than `max_ratio`:1 (default $DIVEKIT_MAX_EXTRACT_RATIO, else 200), as a whole
+    or, in a zip, member by member, once past 16 MiB. The bytes written are counted too, and the
+    extraction stops at the same limits if the headers lied. The archive is unpacked into a temporary
+    folder inside `dest`, then each top-level entry is renamed into place (replacing an older copy),
+    so a refused or interrupted extraction leaves no half-written entry behind.
+    """
+    archive, dest = Path(archive), Path(dest)
+    _require_writable(dest, f"extract {archive.name}")
+    try:
+        _unpack(archive, dest, _Limits(archive, max_bytes, max_ratio))
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, RuntimeError, NotImplementedError) as e:
+        raise DataError(f"cannot extract {archive} ({e}); delete it to download it again") from e
     return dest
 
 

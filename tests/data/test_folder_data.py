@@ -3,6 +3,7 @@
 import json
 import random
 import warnings
+import zipfile
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from PIL import Image, ImageDraw
 from divekit.cli import main
 from divekit.core.errors import DataError
 from divekit.data import folder as folder_mod
-from divekit.data import load_dataset
+from divekit.data import hub, load_dataset
 
 
 def draw_shapes(root, per_class=40, size=32, seed=0):
@@ -109,18 +110,73 @@ def test_train_on_a_folder_end_to_end_then_predict(tmp_path, cache, capsys, one_
     out = tmp_path / "run"
     with pytest.warns(UserWarning, match="skipped 3"):
         assert main(["train", "lenet-modern", "--data", f"folder:{root}", "--resize", "32", "--epochs", "12",
-                     "--batch-size", "16", "--optimizer", "adam", "--lr", "0.003", "--out", str(out), "--no-progress", "--json"]) == 0
+                     "--batch-size", "16", "--optimizer", "adam", "--lr", "0.003", "--out", str(out), "--no-progress",
+                     "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["data"] == f"folder:{root}"
     assert result["valid_acc"] >= 0.9, result
     assert json.loads((out / "config.json").read_text())["data"] == f"folder:{root}"
-    assert main(["predict", str(out), str(root / "square" / "001.png"), str(root / "circle" / "002.png"), "--json"]) == 0
+    images = [str(root / "square" / "001.png"), str(root / "circle" / "002.png")]
+    assert main(["predict", str(out), *images, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"]
     assert [r["top"][0]["class"] for r in rows] == ["square", "circle"]
     with pytest.warns(UserWarning, match="skipped 3"):  # eval reports on the folder's validation split
         assert main(["eval", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["split"] == "valid" and report["valid_acc"] == pytest.approx(result["valid_acc"], abs=0.03)
+
+
+def zip_folder(root, archive, prefix="", extra=None):
+    """Zip every file under `root` as prefix + its relative path, plus the `extra` members."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                zf.write(f, prefix + str(f.relative_to(root)))
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return archive
+
+
+def cache_entries(cache):
+    return sorted(p.name for p in (cache / "folders").iterdir()) if (cache / "folders").exists() else []
+
+
+@pytest.mark.parametrize("prefix", ["", "shapes/"])
+def test_zip_archive_of_class_folders_is_extracted_once_into_the_cache(tmp_path, cache, monkeypatch, prefix):
+    root = draw_shapes(tmp_path / "shapes", per_class=6)
+    archive = zip_folder(root, tmp_path / "photos.zip", prefix, {"__MACOSX/circle/._000.png": b"\0\5\x16\7"})
+    with pytest.warns(UserWarning, match=r"skipped 3 file\(s\)"):
+        data = load_dataset(f"folder:{archive}", batch_size=4, resize=16)
+    assert data.classes == ["circle", "square"] and data.train.num_examples + data.valid.num_examples == 12
+    digest = hub.file_hash(archive, "sha1")[:16]
+    extracted = cache / "folders" / f"zip-photos-{digest}"
+    assert sorted(p.name for p in extracted.iterdir()) == (["shapes"] if prefix else ["README.txt", "circle", "square"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y, _, _ = folder_mod.decode_folder(root, size=16)
+        monkeypatch.setattr(hub, "extract", lambda *a, **k: pytest.fail("extracted again"))
+        x2, y2, _, _ = folder_mod.decode_folder(archive, size=16)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_zip_bombs_and_escaping_members_are_refused_before_writing(tmp_path, cache, monkeypatch):
+    root = draw_shapes(tmp_path / "shapes", per_class=3)
+    bomb = zip_folder(root, tmp_path / "bomb.zip", extra={"square/huge.png": bytes(hub.RATIO_MIN_BYTES + (1 << 20))})
+    with pytest.raises(DataError, match=r"refusing to extract .*bomb\.zip: member 'square/huge\.png' expands \d+:1"):
+        load_dataset(f"folder:{bomb}", batch_size=4)
+    escape = zip_folder(root, tmp_path / "escape.zip", extra={"../evil.png": b"evil"})
+    with pytest.raises(DataError, match=r"member '\.\./evil\.png' has an absolute path or '\.\.'"):
+        load_dataset(f"folder:{escape}", batch_size=4)
+    monkeypatch.setenv("DIVEKIT_MAX_EXTRACT_BYTES", "2K")
+    plain = zip_folder(root, tmp_path / "plain.zip")
+    with pytest.raises(DataError, match=r"more than the size limit of 2\.0 KiB;.*DIVEKIT_MAX_EXTRACT_BYTES"):
+        load_dataset(f"folder:{plain}", batch_size=4)
+    assert cache_entries(cache) == []  # no extracted folder, no staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip", "cache", "escape.zip", "plain.zip", "shapes"]
+
+    (tmp_path / "notes.txt").write_text("not an archive")
+    with pytest.raises(DataError, match="is a file but not a zip archive"):
+        load_dataset(f"folder:{tmp_path / 'notes.txt'}", batch_size=4)
 
 
 def test_folder_runs_get_a_readable_default_folder_name():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from divekit.core.errors import ChecksumError, DataError
+from divekit.core.errors import ChecksumError, ConfigError, DataError
 from divekit.data import hub
 
 TIME_MACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
@@ -306,6 +306,137 @@ def test_failed_extraction_leaves_nothing_half_done(tmp_path):
     with pytest.raises(DataError, match="cannot extract"):
         hub.extract(archive, tmp_path / "out")
     assert files_in(tmp_path / "out") == []
+
+
+# --- size and ratio limits ---------------------------------------------------------------------
+
+BOMB_BYTES = hub.RATIO_MIN_BYTES + (1 << 20)  # just past the size where the ratio limit applies
+
+
+def deflated_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def gz_tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz", compresslevel=1) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def make_archive(kind: str, path: Path, members: dict[str, bytes]) -> Path:
+    return (deflated_zip if kind == "zip" else gz_tar)(path.with_suffix(".zip" if kind == "zip" else ".tar.gz"),
+                                                       members)
+
+
+@pytest.fixture
+def target(tmp_path):
+    """An existing extraction folder holding one file of the user's."""
+    dest = tmp_path / "target"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    return dest
+
+
+def no_staging(monkeypatch):
+    monkeypatch.setattr(hub.tempfile, "mkdtemp", lambda *a, **k: pytest.fail("wrote before checking the headers"))
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_ratio_bomb_is_refused_from_the_headers(tmp_path, target, monkeypatch, kind):
+    archive = make_archive(kind, tmp_path / "bomb", {"readme.txt": b"hello", "zeros.bin": bytes(BOMB_BYTES)})
+    assert archive.stat().st_size < 100_000
+    no_staging(monkeypatch)
+    with pytest.raises(DataError) as info:
+        hub.extract(archive, target)
+    message = str(info.value)
+    assert message.startswith(f"refusing to extract {archive}: ") and "'zeros.bin'" in message
+    assert "ratio limit of 200:1" in message and "nothing was extracted" in message
+    assert "DIVEKIT_MAX_EXTRACT_RATIO" in message and "max_ratio=" in message
+    assert files_in(target) == ["keep.txt"]
+
+
+def test_many_small_zip_members_count_as_one_archive_for_the_ratio(tmp_path, target, monkeypatch):
+    chunk = 1 << 20
+    members = {f"part{i:02d}.bin": bytes(chunk) for i in range(hub.RATIO_MIN_BYTES // chunk + 1)}
+    archive = deflated_zip(tmp_path / "many.zip", members)
+    no_staging(monkeypatch)
+    with pytest.raises(DataError, match=r"its members up to 'part16.bin' expand to 17\.0 MiB from .* ratio limit"):
+        hub.extract(archive, target)
+    assert files_in(target) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("kind, how", [("zip", "kwarg"), ("tar.gz", "env")])
+def test_size_bomb_is_refused_from_the_headers(tmp_path, target, monkeypatch, kind, how):
+    archive = make_archive(kind, tmp_path / "big", {"a.bin": os.urandom(3000), "b.bin": os.urandom(3000)})
+    no_staging(monkeypatch)
+    limit = {"max_bytes": 4096} if how == "kwarg" else {}
+    if how == "env":
+        monkeypatch.setenv("DIVEKIT_MAX_EXTRACT_BYTES", "4K")
+    with pytest.raises(DataError) as info:
+        hub.extract(archive, target, **limit)
+    message = str(info.value)
+    assert f"refusing to extract {archive}: its members up to 'b.bin' expand to 5.9 KiB" in message
+    assert "size limit of 4.0 KiB" in message and "DIVEKIT_MAX_EXTRACT_BYTES" in message and "max_bytes=" in message
+    assert files_in(target) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_lying_headers_are_stopped_while_writing(tmp_path, target, monkeypatch, kind):
+    """With the header check out of the way (as if the headers declared less), the bytes written are counted."""
+    archive = make_archive(kind, tmp_path / "liar", {"a.txt": b"fine", "big/b.bin": os.urandom(3 << 20)})
+    monkeypatch.setattr(hub._Limits, "declare", lambda *args: None)
+    with pytest.raises(DataError) as info:
+        hub.extract(archive, target, max_bytes=2 << 20)
+    message = str(info.value)
+    assert message.startswith(f"stopped extracting {archive} at member 'big/b.bin': its data goes past 2.0 MiB")
+    assert "nothing was kept" in message and "DIVEKIT_MAX_EXTRACT_BYTES" in message
+    assert files_in(target) == ["keep.txt"]  # neither a.txt nor the staging folder is left
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_archives_within_the_limits_extract(tmp_path, target, kind):
+    text = b"the same line of a log file\n" * 40_000  # 1.1 MB, over 200:1, but small files are exempt
+    archive = make_archive(kind, tmp_path / "ok", {"pkg/log.txt": text, "pkg/noise.bin": os.urandom(1 << 20)})
+    hub.extract(archive, target, max_bytes=3 << 20)
+    assert files_in(target) == ["keep.txt", "pkg", "pkg/log.txt", "pkg/noise.bin"]
+    assert (target / "pkg/log.txt").read_bytes() == text
+
+
+def test_limits_are_configurable_and_checked(tmp_path, target, monkeypatch):
+    archive = make_archive("zip", tmp_path / "bomb", {"zeros.bin": bytes(BOMB_BYTES)})
+    hub.extract(archive, target, max_ratio=5000)
+    assert (target / "zeros.bin").stat().st_size == BOMB_BYTES
+    monkeypatch.setenv("DIVEKIT_MAX_EXTRACT_RATIO", "5000")
+    monkeypatch.setenv("DIVEKIT_MAX_EXTRACT_BYTES", "1GiB")
+    hub.extract(archive, target)
+    monkeypatch.setenv("DIVEKIT_MAX_EXTRACT_BYTES", "lots")
+    with pytest.raises(ConfigError, match=r"DIVEKIT_MAX_EXTRACT_BYTES='lots' is not a positive size in bytes"):
+        hub.extract(archive, target)
+    with pytest.raises(ConfigError, match="max_ratio must be a positive compression ratio"):
+        hub.extract(archive, target, max_bytes=1 << 30, max_ratio=0)
+
+
+def test_official_archives_are_hash_checked_before_extracting(tmp_path, monkeypatch):
+    """A tampered official archive (here a bomb in place of ptb.zip) is refused by its hash, never extracted."""
+    served = tmp_path / "served"
+    served.mkdir()
+    deflated_zip(served / "ptb.zip", {"ptb/ptb.train.txt": bytes(BOMB_BYTES)})
+    srv = Server(served)
+    try:
+        rf = dataclasses.replace(hub.DATA_HUB["ptb"][0], urls=(f"{srv.url}/ptb.zip",))
+        monkeypatch.setitem(hub.DATA_HUB, "ptb", (rf,))
+        monkeypatch.setattr(hub, "extract", lambda *a, **k: pytest.fail("extracted before the hash check"))
+        with pytest.raises(ChecksumError, match="wrong hash for ptb.zip"):
+            hub.fetch_extracted("ptb", data_dir=tmp_path / "data", progress=False)
+    finally:
+        srv.stop()
+    assert files_in(tmp_path / "data") == []
 
 
 # --- real archives and verify ------------------------------------------------------------------
