@@ -131,9 +131,8 @@ def linear_regression(in_shape=(2,), num_outputs: int = 1):
     return LinearRegression(math.prod(in_shape), num_outputs)
 
 
-@register_model(
-    "linear-regression-scratch", defaults={"data": "synthetic-linear", "lr": 0.03, **_SCRATCH}, tags=("regression", "scratch")
-)
+@register_model("linear-regression-scratch", defaults={"data": "synthetic-linear", "lr": 0.03, **_SCRATCH},
+                tags=("regression", "scratch"))
 def linear_regression_scratch(in_shape=(2,), sigma: float = 0.01):
     """Linear regression from scratch: hand-made w and b, squared loss, minibatch SGD (book 3.4)."""
     return LinearRegressionScratch(math.prod(in_shape), sigma)
