@@ -61,9 +61,9 @@ def translate_sentences(model: torch.nn.Module, meta: dict, sentences: list[str]
     data (the book's fra-eng preprocessing) and decoded greedily or with beam search. With
     `heatmap_dir`, each sentence's attention weights are saved there as a PNG (for the Transformer:
     the encoder-decoder attention of every layer and head)."""
+    from ..core.plot import attention_heatmap
     from ..data.text import Vocab
     from ..data.translation import preprocess_nmt
-    from ..models.attention import attention_heatmap
     from ..models.decoding import translate
 
     if meta["task"] != "seq2seq":

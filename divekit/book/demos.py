@@ -202,7 +202,7 @@ def attention(out: Path) -> dict:
     """Nadaraya-Watson kernel regression: average pooling, the non-parametric and the parametric
     (learned w) estimators with their attention heatmaps (book 11.2), and the sinusoidal
     positional encoding's columns 6-9 (book 11.6)."""
-    from ..models.attention import nadaraya_watson_demo, positional_encoding_plot
+    from .attention import nadaraya_watson_demo, positional_encoding_plot
 
     result = nadaraya_watson_demo(out)
     result["plots"]["positional_encoding"] = str(positional_encoding_plot(out / "positional_encoding.png"))

@@ -1,8 +1,9 @@
-"""Plots of training curves and confusion matrices (matplotlib, no display needed)."""
+"""Plots of training curves, confusion matrices and attention weights (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib.pyplot as plt  # headless: matplotlib picks Agg; in Jupyter: the inline backend
 import numpy as np
@@ -53,3 +54,36 @@ def save_figure(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def attention_heatmap(weights, path: str | Path, xlabel: str = "keys", ylabel: str = "queries",
+                      titles: Sequence[str] | None = None, cmap: str = "Reds") -> Path:
+    """Attention weights as heatmaps (the book's show_heatmaps), saved to `path`: weights (a tensor
+    or array) (Q, K) for one map or (rows, cols, Q, K) for a grid; one shared colour bar; `titles`
+    name the columns."""
+    from matplotlib.figure import Figure  # not through pyplot: no figure manager to close
+
+    if hasattr(weights, "detach"):  # a torch tensor, possibly on a GPU, requiring grad or in bfloat16
+        weights = weights.detach().float().cpu().numpy()
+    weights = np.asarray(weights)
+    if weights.ndim == 2:
+        weights = weights[None, None]  # (1, 1, Q, K)
+    if weights.ndim != 4:
+        raise ValueError(f"attention_heatmap: weights of shape {tuple(weights.shape)}; "
+                         f"pass (Q, K) or (rows, cols, Q, K)")
+    rows, cols = weights.shape[:2]
+    fig = Figure(figsize=(2.5 * cols + 1, 2.5 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    for i in range(rows):
+        for j in range(cols):
+            # one colour scale for every map, so the shared colour bar is true for all of them
+            image = axes[i, j].imshow(weights[i, j], cmap=cmap, aspect="auto",
+                                      vmin=float(weights.min()), vmax=float(weights.max()))
+            if i == rows - 1:
+                axes[i, j].set_xlabel(xlabel)
+            if j == 0:
+                axes[i, j].set_ylabel(ylabel)
+            if titles:
+                axes[i, j].set_title(titles[j])
+    fig.colorbar(image, ax=axes, shrink=0.6)
+    return save_figure(fig, path)

@@ -48,7 +48,11 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class LinearRegressionScratch(nn.Module):
-    """y_hat = Xw + b with hand-made parameters, trained on the squared loss."""
+    """y_hat = Xw + b with hand-made parameters, trained on the squared loss.
+
+    The scratch linear model of the book: w (num_inputs, 1) ~ N(0, sigma^2), b (1,) = 0. Logistic
+    regression from scratch (models.logistic) is this model with another loss.
+    """
 
     def __init__(self, num_inputs: int, sigma: float = 0.01):
         super().__init__()
@@ -56,9 +60,11 @@ class LinearRegressionScratch(nn.Module):
         self.b = nn.Parameter(torch.zeros(1))
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """X (N, num_inputs) -> Xw + b (N, 1)."""
         return X @ self.w + self.b  # (N, 1)
 
     def loss(self, y_hat, y):
+        """The hand-written squared loss."""
         return squared_loss(y_hat, y)
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,9 +131,8 @@ def linear_regression(in_shape=(2,), num_outputs: int = 1):
     return LinearRegression(math.prod(in_shape), num_outputs)
 
 
-@register_model(
-    "linear-regression-scratch", defaults={"data": "synthetic-linear", "lr": 0.03, **_SCRATCH}, tags=("regression", "scratch")
-)
+@register_model("linear-regression-scratch", defaults={"data": "synthetic-linear", "lr": 0.03, **_SCRATCH},
+                tags=("regression", "scratch"))
 def linear_regression_scratch(in_shape=(2,), sigma: float = 0.01):
     """Linear regression from scratch: hand-made w and b, squared loss, minibatch SGD (book 3.4)."""
     return LinearRegressionScratch(math.prod(in_shape), sigma)

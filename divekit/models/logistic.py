@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from .linear import LinearRegressionScratch
 from .mlp import MLP
 from .registry import register_model
 
@@ -63,23 +64,20 @@ def binary_cross_entropy_with_logits(z: torch.Tensor, y: torch.Tensor) -> torch.
     return (relu - z * y + torch.log1p(torch.exp(_neg_abs(z)))).mean()
 
 
-class LogisticRegressionScratch(nn.Module):
-    """z = Xw + b with hand-made parameters; the hand-written sigmoid cross-entropy as the loss."""
+class LogisticRegressionScratch(LinearRegressionScratch):
+    """z = Xw + b with hand-made parameters; the hand-written sigmoid cross-entropy as the loss.
 
-    def __init__(self, num_inputs: int, sigma: float = 0.01):
-        super().__init__()
-        self.w = nn.Parameter(torch.randn(num_inputs, 1) * sigma)
-        self.b = nn.Parameter(torch.zeros(1))
+    The scratch linear model (its parameters w, b, their initialisation and `weights()`) with the
+    inputs flattened and another loss.
+    """
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return X.reshape(-1, self.w.shape[0]) @ self.w + self.b  # (N, 1) logits
+        """X (N, ...) with num_inputs features per example -> logits (N, 1)."""
+        return super().forward(X.reshape(-1, self.w.shape[0]))  # (N, ...) -> (N, num_inputs)
 
     def loss(self, logits, y):
+        """The hand-written binary cross-entropy from logits."""
         return binary_cross_entropy_with_logits(logits, y)
-
-    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(w, b) as a flat vector and a scalar."""
-        return self.w.detach().reshape(-1), self.b.detach().reshape(())
 
 
 class LogisticRegression(nn.Module):

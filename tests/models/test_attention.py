@@ -8,21 +8,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from divekit.models.attention import (
-    AdditiveAttention,
-    DotProductAttention,
-    MultiHeadAttention,
-    PositionalEncoding,
-    attention_heatmap,
+from divekit.book.attention import (
     average_pooling,
     kernel_regression_data,
     leave_one_out,
-    masked_softmax,
     nadaraya_watson,
     nadaraya_watson_demo,
     parametric_nadaraya_watson,
     positional_encoding_plot,
     train_nw_regression,
+)
+from divekit.core.plot import attention_heatmap
+from divekit.models.attention import (
+    AdditiveAttention,
+    DotProductAttention,
+    MultiHeadAttention,
+    PositionalEncoding,
+    masked_softmax,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")

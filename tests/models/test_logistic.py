@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import divekit as dk
 from divekit.book.demos import run_demo
 from divekit.data.binary import HOURS_MLE
+from divekit.models.linear import LinearRegressionScratch, squared_loss
 from divekit.models.logistic import binary_cross_entropy, binary_cross_entropy_with_logits, sigmoid
 from divekit.tasks.base import make_task
 from divekit.tasks.binary import BinaryClassification
@@ -83,6 +84,23 @@ def test_scratch_and_concise_logistic_regression_agree():
     loss_c.backward()
     torch.testing.assert_close(scratch.w.grad.T, concise.net[1].weight.grad)
     torch.testing.assert_close(scratch.b.grad, concise.net[1].bias.grad)
+
+
+def test_scratch_logistic_regression_is_the_scratch_linear_model_with_its_own_loss():
+    torch.manual_seed(0)
+    linear = dk.create_model("linear-regression-scratch", in_shape=(3,), sigma=0.5)
+    torch.manual_seed(0)
+    logistic = dk.create_model("logistic-regression-scratch", in_shape=(3,), sigma=0.5)
+    assert isinstance(logistic, LinearRegressionScratch)
+    # the same parameter names and draws, so either checkpoint loads into the other
+    assert list(logistic.state_dict()) == list(linear.state_dict()) == ["w", "b"]
+    torch.testing.assert_close(logistic.state_dict(), linear.state_dict())
+    X = torch.randn(4, 3)
+    torch.testing.assert_close(logistic(X), linear(X))
+    assert logistic(X.reshape(4, 1, 3)).shape == (4, 1)  # logistic regression flattens its inputs
+    y = torch.tensor([0, 1, 1, 0])
+    assert logistic.loss(logistic(X), y) == binary_cross_entropy_with_logits(logistic(X), y)
+    assert linear.loss(linear(X), y) == squared_loss(linear(X), y)
 
 
 def test_binary_task_accuracy_at_one_half_and_its_error():
