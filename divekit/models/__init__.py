@@ -1,7 +1,7 @@
 """The model zoo. Importing this package registers every model family."""
 
 # importing a family registers its models
-from . import (
+from . import (  # noqa: F401
     alexnet,
     attention,
     bert,
@@ -20,7 +20,7 @@ from . import (
     ssd,
     transformer,
     vgg,
-)  # noqa: F401
+)
 from .registry import MODELS, create_model, list_models, register_model
 
 __all__ = ["MODELS", "create_model", "list_models", "register_model"]
