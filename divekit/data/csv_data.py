@@ -39,8 +39,9 @@ import pandas as pd
 import torch
 
 from ..core.errors import ConfigError, DataError, did_you_mean
+from . import hub
 from .loader import split
-from .registry import DataBundle, register_source, tensor_bundle
+from .registry import DataBundle, register_dataset, register_source, tensor_bundle
 from .tabular import TabularPreprocessor
 
 PREFIX = "csv:"
@@ -199,3 +200,14 @@ def load_csv(path: str, *, batch_size: int, seed: int = 0, device=None, target: 
     return tensor_bundle(f"csv:{Path(path).name}", task_name, X[train_idx], y[train_idx], *held,
                          batch_size=batch_size, seed=seed, device=device,
                          classes=None if task_name == "regression" else prep.classes, context=context)
+
+
+@register_dataset("kaggle-house", defaults={"batch_size": 64, "epochs": 50, "lr": 0.01, "optimizer": "adam"},
+                  tags=("tabular", "regression"))
+def kaggle_house(*, batch_size, seed, device, data_dir=None, valid=0.2, split_seed=0, folds=None, fold=None):
+    """Kaggle's house prices (book 5.7): 79 features -> SalePrice, the book's preprocessing, 20% validation."""
+    train_csv, _ = hub.fetch("kaggle-house", data_dir)
+    bundle = load_csv(str(train_csv), batch_size=batch_size, seed=seed, device=device, target="SalePrice", id="Id",
+                      task="regression", valid=valid, split_seed=split_seed, folds=folds, fold=fold)
+    bundle.name = "kaggle-house"
+    return bundle
