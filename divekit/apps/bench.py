@@ -25,7 +25,15 @@ from typing import Any, Iterator
 
 import torch
 
+from ..core.device import resolve_device
 from ..core.errors import ConfigError, DivekitError, did_you_mean
+from ..data.registry import load_dataset
+from ..data.vision import image_classification
+from ..models.registry import create_model
+from ..ops.optim import OPTIMIZERS
+from ..tasks.base import make_task
+from ..train.api import resolve_config
+from ..train.trainer import Trainer
 
 # switch -> TrainConfig overrides
 SWITCHES: dict[str, dict[str, Any]] = {
@@ -91,8 +99,6 @@ def overrides_of(switch: str) -> dict[str, Any]:
 
 def synthetic_bundle(data: str, batch_size: int, resize: int | None, seed: int, device, batches: int = 4):
     """Random uint8 images (and labels) of `data`'s shape, through the same loader and transforms."""
-    from ..data.vision import image_classification
-
     if data not in IMAGE_SHAPES:
         raise ConfigError(f"no synthetic inputs for dataset {data!r}: pass --data {data} to measure on its batches "
                           f"(synthetic shapes exist for {', '.join(IMAGE_SHAPES)})")
@@ -130,9 +136,6 @@ class _Candidate:
     """One switch's trainer (fresh model, same seed), warmed up, ready to be timed."""
 
     def __init__(self, model_name: str, cfg, data, warmup: int):
-        from ..models.registry import create_model
-        from ..train.trainer import Trainer
-
         torch.manual_seed(cfg.seed)
         self.trainer = trainer = Trainer(create_model(model_name, context=data.context, **cfg.model_args), data, cfg)
         self.row: dict[str, Any] = {}
@@ -201,11 +204,6 @@ def bench(model: str, *, data: str | None = None, steps: int = 20, warmup: int =
           batch_size: int | None = None, resize: int | None = None, device: str = "auto", switches: str | None = None,
           with_compile: bool = False, data_dir: str | None = None) -> dict[str, Any]:
     """Measure `model` with each switch; returns the JSON-able results (see module doc)."""
-    from ..core.device import resolve_device
-    from ..data.registry import load_dataset
-    from ..ops.optim import OPTIMIZERS
-    from ..train.api import resolve_config
-
     for name, value in (("steps", steps), ("repeats", repeats)):
         if value < 1:
             raise ConfigError(f"--{name} must be at least 1, got {value}")
@@ -234,7 +232,6 @@ def bench(model: str, *, data: str | None = None, steps: int = 20, warmup: int =
         if fp32 and "train_per_s" in r:
             r["train_speedup"] = round(r["train_per_s"] / fp32["train_per_s"], 3)
             r["infer_speedup"] = round(r["infer_per_s"] / fp32["infer_per_s"], 3)
-    from ..tasks.base import make_task
 
     return {
         "model": model, "data": base.data, "synthetic": synthetic, "batch_size": base.batch_size, "resize": base.resize,

@@ -15,8 +15,11 @@ from pathlib import Path
 import torch
 
 from ..core.errors import DivekitError
+from ..data.registry import load_dataset
 from ..ops.boxes import draw_boxes, mean_average_precision, multibox_detection
 from ..tasks.detection import Detection
+from ..train.api import load_run
+from .predict import load_image
 
 
 @torch.no_grad()
@@ -67,8 +70,6 @@ def evaluate(model: torch.nn.Module, loader, nms_threshold: float = 0.5, iou_thr
 
 def load_detector(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     """A detection run's model and checkpoint (DivekitError for another kind of run)."""
-    from ..train.api import load_run
-
     model, ckpt = load_run(run_dir, which, device)
     if ckpt.meta["task"] != "detection":
         raise DivekitError(f"`divekit detect` needs a detection run (e.g. `divekit train tiny-ssd`); {run_dir} is a "
@@ -78,8 +79,6 @@ def load_detector(run_dir: str | Path, which: str = "best", device: str = "cpu")
 
 def evaluate_run(run_dir: str | Path, which: str = "best", device: str = "cpu", data_dir: str | None = None) -> dict:
     """`evaluate` on the validation split of the run's own dataset (same data arguments)."""
-    from ..data.registry import load_dataset
-
     model, ckpt = load_detector(run_dir, which, device)
     cfg = ckpt.meta["config"]
     data = load_dataset(cfg["data"], batch_size=cfg["batch_size"], resize=cfg["resize"], seed=cfg["seed"],
@@ -97,8 +96,6 @@ def detect_images(model: torch.nn.Module, meta: dict, paths, threshold: float = 
 
     Returns per image {"input", "output", "detections": [{"class", "score", "box" (pixels of the
     original image)}]} for the boxes scored at least `threshold`."""
-    from .predict import load_image
-
     _, h, w = meta["context"]["in_shape"]
     classes = meta.get("classes") or []
     device = next(model.parameters()).device

@@ -150,7 +150,7 @@ def _curve(history: list[dict[str, float]], split: str) -> list[float]:
 def _plot(curves: list[dict[str, Any]], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..core.plot import save_figure
+    from ..core.plot import save_figure  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for i, c in enumerate(curves):

@@ -7,13 +7,16 @@ from pathlib import Path
 import torch
 
 from ..core.errors import DivekitError
+from ..data.images import read_image
+from ..data.text import Vocab
+from ..data.translation import preprocess_nmt
+from ..models.decoding import translate
+from ..models.rnn import generate
 
 
 def load_image(path: str | Path, shape: tuple[int, int, int] | None = None, invert: bool = False) -> torch.Tensor:
     """Read an image file as a float (C, H, W) tensor in [0, 1], converted to `shape`'s channels
     and size (default: RGB at the file's own size)."""
-    from ..data.images import read_image
-
     c, h, w = shape if shape is not None else (3, None, None)
     x = read_image(path, "L" if c == 1 else "RGB", (h, w) if h else None).float() / 255
     return 1 - x if invert else x
@@ -39,9 +42,6 @@ def predict_images(model: torch.nn.Module, meta: dict, paths, top: int = 3, inve
 def generate_text(model: torch.nn.Module, meta: dict, prefix: str, num_preds: int, temperature: float = 0.0,
                   seed: int = 0) -> str:
     """`prefix` continued by `num_preds` tokens from a run's language model (greedy at temperature 0)."""
-    from ..data.text import Vocab
-    from ..models.rnn import generate
-
     if meta["task"] != "language-model":
         raise DivekitError(f"`divekit generate` needs a language model run; this run is a {meta['task']} model "
                            f"on {meta['data']!r}")
@@ -61,10 +61,7 @@ def translate_sentences(model: torch.nn.Module, meta: dict, sentences: list[str]
     data (the book's fra-eng preprocessing) and decoded greedily or with beam search. With
     `heatmap_dir`, each sentence's attention weights are saved there as a PNG (for the Transformer:
     the encoder-decoder attention of every layer and head)."""
-    from ..core.plot import attention_heatmap
-    from ..data.text import Vocab
-    from ..data.translation import preprocess_nmt
-    from ..models.decoding import translate
+    from ..core.plot import attention_heatmap  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     if meta["task"] != "seq2seq":
         raise DivekitError(f"`divekit translate` needs a translation run; this run is a {meta['task']} model "

@@ -26,6 +26,8 @@ import torch
 from PIL import Image
 
 from ..data.images import read_image
+from ..data.registry import load_dataset
+from ..data.segmentation import normalize_image
 from ..ops.metrics import IGNORE_INDEX, iou_per_class, mean_iou, pixel_accuracy
 from ..ops.metrics import segmentation_confusion as confusion_matrix
 
@@ -67,8 +69,6 @@ def predict(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
 def segment_images(model: torch.nn.Module, meta: dict, paths, out_dir: str | Path) -> list[dict]:
     """Segment image files with a run's model; save each prediction as a colored palette PNG in
     `out_dir` (NAME_seg.png) and return, per image, where it went and the share of each class."""
-    from ..data.segmentation import normalize_image
-
     ctx, classes = meta["context"], meta["classes"]
     rows = []
     for path in paths:
@@ -122,8 +122,7 @@ def heldout_figure(X: torch.Tensor, Y: torch.Tensor, pred: torch.Tensor, meta: d
 def evaluate_run(model: torch.nn.Module, meta: dict, out_dir: str | Path, data_dir: str | None = None) -> dict:
     """Pixel accuracy, mean IoU and per-class IoU of a run's model on its dataset's held-out split;
     saves heldout.png (image | truth | prediction) in `out_dir`."""
-    from ..core.plot import save_figure
-    from ..data.registry import load_dataset
+    from ..core.plot import save_figure  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     cfg = meta["config"]
     data = load_dataset(cfg["data"], batch_size=cfg["batch_size"], seed=cfg["seed"], device="cpu",

@@ -38,6 +38,7 @@ import torch.nn as nn
 from PIL import Image
 
 from ..core.errors import DivekitError
+from ..train.finetune import read_pretrained
 
 # torchvision's vgg19 (configuration "E"): channels of each 3x3 conv, "M" for a 2x2 max pool
 VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
@@ -82,8 +83,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a weights file: .safetensors read directly, .pt/.pth with
     torch.load(weights_only=True), which refuses files that would run code when unpickled
     (divekit.train.finetune.read_pretrained)."""
-    from ..train.finetune import read_pretrained
-
     path = Path(path)
     if not path.is_file():
         raise DivekitError(f"weights file {path} does not exist; give the path of a torchvision vgg19 state dict "

@@ -22,7 +22,7 @@ def positional_encoding_plot(path: str | Path, num_hiddens: int = 32, num_steps:
     of the sinusoids' frequencies falling along the encoding dimension (book 11.6.3)."""
     from matplotlib.figure import Figure
 
-    from ..core.plot import save_figure
+    from ..core.plot import save_figure  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     P = PositionalEncoding(num_hiddens).P[0, :num_steps, :]  # (num_steps, num_hiddens)
     fig = Figure(figsize=(6, 2.5))
@@ -139,7 +139,7 @@ def _regression_plot(data: KernelRegressionData, y_hat: torch.Tensor, title: str
     """The truth, the predictions y_hat (n_test,) and the training points, as the book plots a fit."""
     from matplotlib.figure import Figure
 
-    from ..core.plot import save_figure
+    from ..core.plot import save_figure  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     fig = Figure(figsize=(3.5, 2.5))
     ax = fig.add_subplot()
@@ -161,7 +161,7 @@ def nadaraya_watson_demo(out: str | Path, seed: int = 0) -> dict:
     """Average pooling, non-parametric and parametric Nadaraya-Watson regression on the book's
     data (book 11.2): writes their fits and attention heatmaps to `out` and returns the test MSE
     of each against the noise-free f, the learned w, the training losses and the plot paths."""
-    from ..core.plot import attention_heatmap
+    from ..core.plot import attention_heatmap  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ def augmentation_grids(image: str | Path, out: str | Path, seed: int = 0, num_ro
                        num_cols: int = 4) -> dict[str, str]:
     """Apply each book augmentation to num_rows * num_cols copies of `image` (one batch) and save
     each grid as `out/augment-NAME.png`; returns {name: path}."""
-    from ..core.plot import save_figure
+    from ..core.plot import save_figure  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,23 @@ from typing import Callable
 
 import torch
 
+from ..core.errors import ConfigError, did_you_mean
+from ..data.registry import load_dataset
+from ..data.text import load_corpus, ngram_freqs, zipf_exponent, zipf_plot
+from ..models.linear import squared_loss
+from ..models.registry import create_model
+from ..ops import optim
+from ..ops.schedules import build_schedule
+from ..train.api import fit
+from ..train.config import TrainConfig
+from ..train.trainer import Callback
+from .attention import nadaraya_watson_demo, positional_encoding_plot
+from .augmentation import augmentation_grids, book_image
+from .autoregression import autoregression_demo
+from .generalization import polynomial_experiment, weight_decay_experiment
+from .logistic import hours_to_pass_demo
+from .stability import activation_plots, matrix_product_demo, plot_sigmoid_gradient, vanishing_gradient_demo
+
 DEMOS: dict[str, Callable[..., dict]] = {}
 
 
@@ -26,16 +43,12 @@ def demo(name: str):
 @demo("activations")
 def activations(out: Path) -> dict:
     """ReLU, sigmoid and tanh with their gradients (book 5.1)."""
-    from .stability import activation_plots
-
     return {"plot": str(activation_plots(out / "activations.png"))}
 
 
 @demo("stability")
 def stability(out: Path) -> dict:
     """Exploding products of random matrices and vanishing sigmoid gradients (book 5.4)."""
-    from .stability import matrix_product_demo, plot_sigmoid_gradient, vanishing_gradient_demo
-
     product = matrix_product_demo()
     sigmoid, relu = vanishing_gradient_demo(20, "sigmoid"), vanishing_gradient_demo(20, "relu")
     return {
@@ -49,16 +62,12 @@ def stability(out: Path) -> dict:
 @demo("polynomial")
 def polynomial(out: Path) -> dict:
     """Fitting a cubic with 4, 2 and 20 features: normal fit, underfitting, overfitting (book 3.6)."""
-    from .generalization import polynomial_experiment
-
     return polynomial_experiment(out)
 
 
 @demo("weight-decay")
 def weight_decay(out: Path) -> dict:
     """High-dimensional linear regression with lambda = 0 and 3, from scratch and concise (book 3.7)."""
-    from .generalization import weight_decay_experiment
-
     return weight_decay_experiment(out)
 
 
@@ -68,8 +77,7 @@ def schedules(out: Path, epochs: int = 30, steps_per_epoch: int = 20) -> dict:
     driven by a loss that improves for 10 epochs and then stalls."""
     import matplotlib.pyplot as plt
 
-    from ..core.plot import save_figure
-    from ..ops.schedules import build_schedule
+    from ..core.plot import save_figure  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     settings = {"step": {"step_size": 10, "gamma": 0.5}, "multistep": {"milestones": [15, 25], "gamma": 0.3},
                 "exponential": {"gamma": 0.9}, "cosine": {"warmup_epochs": 5}, "onecycle": {},
@@ -111,14 +119,7 @@ def optimizers(out: Path, data_dir: str | None = None, epochs: int = 2, every: i
     training set every 20 minibatches, all curves in one plot (book chapter 12)."""
     import matplotlib.pyplot as plt
 
-    from ..core.plot import save_figure
-    from ..data.registry import load_dataset
-    from ..models.linear import squared_loss
-    from ..models.registry import create_model
-    from ..ops import optim
-    from ..train.api import fit
-    from ..train.config import TrainConfig
-    from ..train.trainer import Callback
+    from ..core.plot import save_figure  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     classes = {"sgd-scratch": optim.SGD, "momentum-scratch": optim.Momentum, "adagrad-scratch": optim.AdaGrad,
                "rmsprop-scratch": optim.RMSProp, "adadelta-scratch": optim.Adadelta, "adam-scratch": optim.Adam}
@@ -158,24 +159,18 @@ def optimizers(out: Path, data_dir: str | None = None, epochs: int = 2, every: i
 @demo("sequence")
 def sequence(out: Path) -> dict:
     """An MLP autoregressive model of a noisy sine: one-step, multi-step and k-step-ahead predictions (book 9.1)."""
-    from .autoregression import autoregression_demo
-
     return autoregression_demo(out)
 
 
 @demo("logistic")
 def logistic(out: Path) -> dict:
     """Logistic regression on hours studied -> passed (20 students): the MLE fit and the sigmoid with its 0.5 line."""
-    from .logistic import hours_to_pass_demo
-
     return hours_to_pass_demo(out)
 
 
 @demo("zipf")
 def zipf(out: Path) -> dict:
     """Word, bigram and trigram frequencies of The Time Machine against rank, log-log (book 9.3)."""
-    from ..data.text import load_corpus, ngram_freqs, zipf_exponent, zipf_plot
-
     corpus, vocab = load_corpus("time-machine", token="word")
     words = vocab.to_tokens(corpus.tolist())
     top = ngram_freqs(words, 1)[:10]
@@ -188,8 +183,6 @@ def zipf(out: Path) -> dict:
 
 
 def run_demo(name: str, out: str | Path, **kwargs) -> dict:
-    from ..core.errors import ConfigError, did_you_mean
-
     if name not in DEMOS:
         raise ConfigError(f"unknown demo {name!r}.{did_you_mean(name, DEMOS)} Known: {', '.join(sorted(DEMOS))}")
     out = Path(out)
@@ -202,8 +195,6 @@ def attention(out: Path) -> dict:
     """Nadaraya-Watson kernel regression: average pooling, the non-parametric and the parametric
     (learned w) estimators with their attention heatmaps (book 11.2), and the sinusoidal
     positional encoding's columns 6-9 (book 11.6)."""
-    from .attention import nadaraya_watson_demo, positional_encoding_plot
-
     result = nadaraya_watson_demo(out)
     result["plots"]["positional_encoding"] = str(positional_encoding_plot(out / "positional_encoding.png"))
     return result
@@ -212,7 +203,5 @@ def attention(out: Path) -> dict:
 @demo("augment")
 def augment(out: Path, data_dir: str | None = None, seed: int = 0) -> dict:
     """The book's augmentations of img/cat1.jpg: flips, random resized crops, color jitter (book 14.1)."""
-    from .augmentation import augmentation_grids, book_image
-
     image = book_image("cat1.jpg", data_dir)
     return {"image": str(image), "seed": seed, "plots": augmentation_grids(image, out, seed=seed)}

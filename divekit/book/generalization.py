@@ -123,7 +123,7 @@ def plot_losses(runs: list[dict], label_key: str, path, title: str, log: bool = 
     """Train and test loss per epoch for each run, one panel per run."""
     import matplotlib.pyplot as plt
 
-    from ..core.plot import save_figure
+    from ..core.plot import save_figure  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.2), squeeze=False)
     for ax, r in zip(axes[0], runs):

@@ -39,7 +39,7 @@ def probability_plot(w: float, b: float, path: str | Path, title: str = "") -> P
     """P(pass | hours) = sigmoid(w * hours + b) over the data, the students at 0 / 1, the 0.5 line."""
     import matplotlib.pyplot as plt
 
-    from ..core.plot import save_figure
+    from ..core.plot import save_figure  # deferred: core.plot loads matplotlib, only when a plot is drawn
 
     hours = torch.linspace(0, 6, 200)
     fig, ax = plt.subplots(figsize=(9, 4))

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 import torch.distributed as td
 
+from ..core import dist
 from ..core.errors import ConfigError
 
 # loss_fn(outputs, targets) -> the mean loss over the examples it is given (torch's default reduction)
@@ -148,8 +149,6 @@ def free_port() -> int:
 
 
 def _worker(rank: int, fn, world_size: int, port: int, timeout: float, args: tuple) -> None:
-    from ..core import dist
-
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
     with dist.process_group(device="cpu", timeout=timeout):

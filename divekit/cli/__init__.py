@@ -38,7 +38,7 @@ def _process_group(args):
     """Under torchrun, `divekit train` joins the process group for its run (see divekit.core.dist)."""
     if args.verb != "train":
         return contextlib.nullcontext()
-    from ..core import dist
+    from ..core import dist  # deferred for start-up time: loaded when the verb runs
 
     return dist.process_group(device=args.device or "auto")
 

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Measure and print the table (or the JSON object)."""
-    from ..apps.bench import bench, format_table
+    from ..apps.bench import bench, format_table  # deferred for start-up time: loaded when the verb runs
 
     result = bench(args.model, data=args.data, steps=args.steps, warmup=args.warmup, repeats=args.repeats,
                    batch_size=args.batch_size, resize=args.resize, device=args.device, switches=args.switches,

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Run the action; `verify` exits 1 when a file has a bad hash."""
-    from ..data import hub
+    from ..data import hub  # deferred for start-up time: loaded when the verb runs
 
     if args.data_verb == "dir":
         print(hub.data_dir(args.data_dir))

@@ -25,7 +25,7 @@ def run(args) -> int:
     from ..apps.embed import embed_texts
     from ..data.text import Vocab
     from ..models.bert import BERTEncoder
-    from ..train.api import load_run
+    from ..train.api import load_run  # deferred for start-up time: loaded when the verb runs
 
     inputs = [(t, None) for t in args.texts] + [(a, b) for a, b in args.pair]
     if not inputs:

@@ -24,7 +24,7 @@ def run(args) -> int:
     from ..core.plot import confusion_figure, save_figure
     from ..data.registry import load_dataset
     from ..train.api import load_run
-    from ..train.evaluate import classification_report
+    from ..train.evaluate import classification_report  # deferred for start-up time: loaded when the verb runs
 
     model, ckpt = load_run(args.run_dir, args.which, args.device)
     meta, cfg = ckpt.meta, ckpt.meta["config"]

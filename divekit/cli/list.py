@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Print the names matching the pattern."""
-    from ..data.registry import DATASETS
+    from ..data.registry import DATASETS  # deferred for start-up time: loaded when the verb runs
     from ..models.registry import MODELS
 
     registry = MODELS if args.what == "models" else DATASETS

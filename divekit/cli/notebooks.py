@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Copy the notebooks and list them."""
-    from ..apps.notebooks import copy_notebooks
+    from ..apps.notebooks import copy_notebooks  # deferred for start-up time: loaded when the verb runs
 
     copied = copy_notebooks(args.out, overwrite=args.force)
     if args.json:

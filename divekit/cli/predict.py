@@ -28,7 +28,7 @@ def run(args) -> int:
         from ..apps.tabular import run_predict
 
         return run_predict(args)
-    from ..apps.predict import predict_images
+    from ..apps.predict import predict_images  # deferred for start-up time: loaded when the verb runs
     from ..train.api import load_run
 
     model, ckpt = load_run(args.run_dir, "best", "cpu")

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import torch
 
 from ..core.errors import ConfigError, DataError
-from ..models.bert import CLS, MASK, PAD, RESERVED, SEP, get_tokens_and_segments
+from ..models.bert import CLS, MASK, PAD, RESERVED, SEP, bert_config_of, get_tokens_and_segments, load_pretrained_run
 from . import hub
 from .loader import TensorLoader
 from .registry import DataBundle, register_dataset
@@ -405,7 +405,6 @@ def _pretrained_context(pretrained: str | None, build_vocab) -> tuple[Vocab, dic
     and weights (`pretrained`: its folder), else a new vocabulary from `build_vocab()` and none."""
     if pretrained is None:
         return build_vocab(), {}
-    from ..models.bert import bert_config_of, load_pretrained_run
 
     state, meta = load_pretrained_run(pretrained)
     return Vocab.from_dict(meta["context"]["vocab"]), {"bert_config": bert_config_of(meta), "bert_state": state,

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from ..core.errors import ConfigError, DataError, did_you_mean
+from ..ops.kfold import k_fold_indices
 from . import hub
 from .loader import split
 from .registry import DataBundle, register_dataset, register_source, tensor_bundle
@@ -129,8 +130,6 @@ def _id_column(frame: pd.DataFrame, id: str | None, path) -> str | None:
 def _split(n: int, valid: float, folds: int | None, fold: int | None, seed: int):
     """(train indices, valid indices or None)."""
     if folds is not None or fold is not None:
-        from ..ops.kfold import k_fold_indices
-
         if folds is None or fold is None:
             raise ConfigError("K-fold needs both --data-arg folds=K and --data-arg fold=I (0 <= I < K)")
         if not 0 <= int(fold) < int(folds):

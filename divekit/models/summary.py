@@ -37,6 +37,7 @@ import torch.nn as nn
 
 from ..core.errors import ConfigError
 from .layers import BatchNorm
+from .registry import MODELS, create_model
 
 
 @dataclass
@@ -159,8 +160,6 @@ def summary_main(model_name: str, input_shape: str | None = None, json: bool = F
     one JSON object {model, input_shape, layers, total_params, total_macs} on the last line.
     Returns the exit status.
     """
-    from .registry import MODELS, create_model
-
     entry = MODELS.get(model_name)  # ConfigError with suggestions for an unknown name
     if input_shape is None:
         size = entry.defaults.get("resize") or 28
