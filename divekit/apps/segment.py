@@ -98,10 +98,7 @@ def evaluate_heldout(model: torch.nn.Module, loader, num_classes: int) -> tuple[
 
 def heldout_figure(X: torch.Tensor, Y: torch.Tensor, pred: torch.Tensor, meta: dict, n: int = 4):
     """Rows of image | truth | prediction for the first `n` held-out examples (book 14.11.4)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib loads only when a plot is drawn; never forces a backend
 
     ctx = meta["context"]
     mean, std = torch.tensor(ctx["mean"]).view(3, 1, 1), torch.tensor(ctx["std"]).view(3, 1, 1)

@@ -299,10 +299,7 @@ def draw_boxes(image: torch.Tensor, bboxes, path: str | Path, labels: Sequence[s
 
     `bboxes` (N, 4) are corners in pixels, or fractions of the image size if `normalized`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib loads only when a plot is drawn; never forces a backend
 
     img = torch.as_tensor(image).detach().cpu()
     if img.dim() == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):

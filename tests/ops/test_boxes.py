@@ -228,3 +228,16 @@ def test_draw_the_books_boxes_on_catdog(shared_data, tmp_path):
     assert tuple(img.shape[1:]) == (561, 728)  # the size the book's anchor example uses
     out = draw_boxes(img, [DOG, CAT], tmp_path / "catdog.png", labels=["dog", "cat"], colors=["b", "r"])
     assert Image.open(out).size[0] > 100
+
+
+def test_drawing_boxes_keeps_the_notebooks_backend(tmp_path):
+    """In Jupyter the inline backend must survive a plot helper (it used to be forced to Agg)."""
+    matplotlib = pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib_inline")
+    before = matplotlib.get_backend()
+    matplotlib.use("module://matplotlib_inline.backend_inline")
+    try:
+        draw_boxes(torch.rand(3, 20, 20), [[1, 1, 5, 5]], tmp_path / "boxes.png")
+        assert matplotlib.get_backend() == "module://matplotlib_inline.backend_inline"
+    finally:
+        matplotlib.use(before)
