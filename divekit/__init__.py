@@ -7,6 +7,14 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:  # GNU OpenMP reads this once, when torch loads it
+    # idle OpenMP threads sleep instead of spinning: on a machine where another process holds a core,
+    # spinning threads made a 2-thread LeNet step ~3x slower (benchmarks/busy_core.py)
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .core import io
 from .core.device import best_device, num_gpus, to_device
 from .core.errors import ConfigError, DataError, DivekitError, TrainingDiverged

@@ -22,7 +22,8 @@ def _flag_type(hint) -> type:
 
 def add_config_flags(parser) -> None:
     """One flag per TrainConfig field but `model` (the positional): `batch_size` -> --batch-size,
-    bools -> switches, dict fields -> repeatable --model-arg KEY=VALUE. Unset flags are None."""
+    bools -> switches (the metadata's `flag`, e.g. --no-plot, for a field that defaults to True),
+    dict fields -> repeatable --model-arg KEY=VALUE. Unset flags are None."""
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name == "model":
@@ -34,8 +35,10 @@ def add_config_flags(parser) -> None:
         if kind is dict:
             parser.add_argument(f"--{f.name.removesuffix('s').replace('_', '-')}", type=key_value, action="append",
                                 **options)
-        elif kind is bool:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true", default=None, **options)
+        elif kind is bool:  # a switch: --channels-last sets True; a default-on field's --no-plot sets False
+            off = f.metadata.get("flag", "").startswith("--no-")
+            parser.add_argument(f.metadata["flag"] if off else f"--{f.name.replace('_', '-')}",
+                                action="store_false" if off else "store_true", default=None, **options)
         else:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, **options)
 

@@ -49,3 +49,41 @@ def to_device(batch, device: torch.device):
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     return batch
+
+
+def physical_cores() -> int:
+    """The physical CPU cores this process may run on: its affinity set (os.sched_getaffinity, which
+    honours taskset and cgroup cpusets) with hyperthread siblings counted once (/proc/cpuinfo's
+    physical id and core id); the logical count where /proc/cpuinfo says nothing."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+    cores, cpu, package = set(), None, "0"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key == "processor":
+                    cpu = int(value)
+                elif key == "physical id":
+                    package = value
+                elif key == "core id" and cpu in allowed:
+                    cores.add((package, value))
+    except (OSError, ValueError):
+        cores = set()
+    return max(1, len(cores) or len(allowed))
+
+
+def resolve_threads(threads: int | None = None) -> int:
+    """The CPU threads a run uses: `threads` if given, else $DIVEKIT_THREADS, else $OMP_NUM_THREADS
+    (what torchrun sets per process), else `physical_cores()`."""
+    if threads is not None:
+        return threads
+    for name in ("DIVEKIT_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"${name} must be a positive whole number of threads, got {value!r}")
+            return int(value)
+    return physical_cores()

@@ -33,9 +33,8 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
 import torch
 
 from ..core.errors import ConfigError, DataError, did_you_mean
@@ -44,6 +43,9 @@ from . import hub
 from .loader import split
 from .registry import DataBundle, register_dataset, register_source, tensor_bundle
 from .tabular import TabularPreprocessor
+
+if TYPE_CHECKING:  # annotations only; pandas is imported where it is used
+    import pandas as pd
 
 PREFIX = "csv:"
 ID_COLUMNS = ("id", "Id", "ID", "PassengerId")
@@ -57,6 +59,7 @@ CSV_DEFAULTS = {"batch_size": 32, "epochs": 20}
 def read_csv(path: str | Path) -> pd.DataFrame:
     """Read a CSV file with a header line into a DataFrame; DataError naming the problem and the fix
     for a missing or empty file, a header without rows, or rows whose field count differs from the header's."""
+    import pandas as pd  # deferred: pandas costs ~250 ms at start-up
     path = Path(path)
     if not path.is_file():
         raise DataError(f"CSV file {path} does not exist" + (" (it is a folder)" if path.is_dir() else "")
@@ -92,6 +95,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
 
 def choose_task(y: pd.Series, task: str | None = None) -> str:
     """The trainer task for target column `y`: `task` if given, else from its values (module doc)."""
+    import pandas as pd  # deferred: pandas costs ~250 ms at start-up
     if task is not None:
         if task not in TASKS:
             raise ConfigError(f"--data-arg task must be regression, classification or binary, got {task!r}")
@@ -152,6 +156,7 @@ def load_csv(path: str, *, batch_size: int, seed: int = 0, device=None, target: 
              valid: float = 0.2, split_seed: int = 0, folds: int | None = None, fold: int | None = None,
              scale_target: bool = True) -> DataBundle:
     """A DataBundle from a CSV file: `target` is the column to predict (see the module doc for the rest)."""
+    import pandas as pd  # deferred: pandas costs ~250 ms at start-up
     frame = read_csv(path)
     if target is None:
         raise DataError(f"say which column of {path} to predict: --target COLUMN (columns: "

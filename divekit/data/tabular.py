@@ -19,10 +19,9 @@ model is trained on, and a model in use sees one new example at a time anyway.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..core.errors import DataError, did_you_mean
@@ -30,11 +29,15 @@ from . import hub
 from .loader import TensorLoader
 from .registry import DataBundle, register_dataset
 
+if TYPE_CHECKING:  # annotations only; pandas is imported where it is used
+    import pandas as pd
+
 STATE_VERSION = 1
 TASKS = ("regression", "classification")
 
 
 def _is_numeric(column: pd.Series) -> bool:
+    import pandas as pd  # deferred: pandas costs ~250 ms at start-up
     return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
@@ -48,6 +51,7 @@ def infer_task(target: pd.Series) -> str:
 
 def _as_text(column: pd.Series) -> pd.Series:
     """Category values as strings (so they survive JSON), with missing values kept as NaN."""
+    import pandas as pd  # deferred: pandas costs ~250 ms at start-up
     return column.astype(object).map(lambda v: np.nan if pd.isna(v) else str(v))
 
 
@@ -85,6 +89,7 @@ class TabularPreprocessor:
 
     def fit(self, frame: pd.DataFrame) -> "TabularPreprocessor":
         """Learn the columns, means, standard deviations and categories of a training frame."""
+        import pandas as pd  # deferred: pandas costs ~250 ms at start-up
         self._check_rows(frame, "training frame")
         if self.target is not None:
             self._require(frame, [self.target], "target column")
@@ -151,6 +156,7 @@ class TabularPreprocessor:
 
     def transform(self, frame: pd.DataFrame) -> torch.Tensor:
         """Features of `frame` as an (N, F) float32 tensor in the order of `feature_names`."""
+        import pandas as pd  # deferred: pandas costs ~250 ms at start-up
         self._check_fitted()
         self._check_rows(frame, "frame")
         self._require(frame, self.features, "feature column (seen in training)")
@@ -178,6 +184,7 @@ class TabularPreprocessor:
 
     def transform_target(self, frame: pd.DataFrame) -> torch.Tensor:
         """The target of `frame`: (N,) float32 (regression) or int64 class indices (classification)."""
+        import pandas as pd  # deferred: pandas costs ~250 ms at start-up
         self._check_fitted()
         if self.target is None:
             raise DataError("this preprocessor was fitted without a target column")
@@ -242,6 +249,7 @@ class TabularPreprocessor:
 
     @staticmethod
     def _check_rows(frame: pd.DataFrame, what: str) -> None:
+        import pandas as pd  # deferred: pandas costs ~250 ms at start-up
         if not isinstance(frame, pd.DataFrame):
             raise DataError(f"the {what} must be a pandas DataFrame, got {type(frame).__name__}")
         if len(frame) == 0:

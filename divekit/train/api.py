@@ -17,7 +17,7 @@ import torch
 
 from ..core import dist
 from ..core.checkpoint import Checkpoint
-from ..core.device import resolve_device
+from ..core.device import resolve_device, resolve_threads
 from ..core.errors import ConfigError, DivekitError, did_you_mean
 from ..core.io import write_json_atomic
 from ..core.rundir import CONFIG, checkpoint_path
@@ -31,7 +31,7 @@ from .recipes import recipe
 from .trainer import Trainer, check_precision
 
 # settings that may change when a run is resumed; the others define the run and stay fixed
-RESUMABLE = {"epochs", "device", "data_dir", "log_every", "patience"}
+RESUMABLE = {"epochs", "device", "data_dir", "log_every", "patience", "plot", "threads"}
 
 
 @dataclass
@@ -163,6 +163,8 @@ def fit(
     config names (e.g. with per-group settings). Returns a Result.
     """
     cfg = (resolve(config) if isinstance(config, dict) else config or TrainConfig()).validate()  # the one check
+    cfg = cfg.replace(threads=resolve_threads(cfg.threads))  # config.json records the number used
+    torch.set_num_threads(cfg.threads)
     dist.join_if_launched(cfg.device)  # a script run by torchrun that did not set up torch.distributed itself
     torch.manual_seed(cfg.seed)
     data = prepare_data(data, cfg)
@@ -215,11 +217,12 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: str | Path | None | bool) -> Path
 def standard_callbacks(cfg: TrainConfig, data: DataBundle, name: str, run_dir: Path | None,
                        progress: bool) -> list[Callback]:
     """The callbacks every run gets: progress bar, metrics files and checkpoints (with a run
-    folder), curves, and early stopping with --patience."""
+    folder), curves (unless --no-plot), and early stopping with --patience."""
     cbs: list[Callback] = [ProgressBar()] if progress else []
     if run_dir is not None:
         cbs += [MetricsLogger(run_dir), CheckpointSaver(run_dir, run_meta(cfg, data, name))]
-    cbs.append(PlotCurves(run_dir, title=f"{name} on {data.name}"))
+    if cfg.plot:
+        cbs.append(PlotCurves(run_dir, title=f"{name} on {data.name}"))
     if cfg.patience:
         cbs.append(EarlyStopping(cfg.patience))
     return cbs
@@ -238,7 +241,7 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, callbacks
 
     `train(model="softmax-regression", data="fashion-mnist", epochs=10)` or `train(cfg)`.
     `resume=RUN_DIR` continues a run from its last checkpoint; only epochs, device, data_dir,
-    log_every and patience may change then.
+    log_every, patience, plot and threads may change then.
     """
     if resume is not None:
         run_dir = Path(resume)

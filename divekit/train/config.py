@@ -32,9 +32,11 @@ def check_device(name: str) -> str:
     return name
 
 
-def setting(default: Any = dataclasses.MISSING, *, help: str, metavar: str | None = None, **kwargs) -> Any:
-    """A TrainConfig field with the help text (and metavar) of its `divekit train` flag."""
-    metadata = {"help": help} if metavar is None else {"help": help, "metavar": metavar}
+def setting(default: Any = dataclasses.MISSING, *, help: str, metavar: str | None = None, flag: str | None = None,
+            **kwargs) -> Any:
+    """A TrainConfig field with the help text (and metavar) of its `divekit train` flag; `flag` names
+    a switch that turns a default-on bool off (plot -> --no-plot)."""
+    metadata = {"help": help, **({"metavar": metavar} if metavar else {}), **({"flag": flag} if flag else {})}
     return field(default=default, metadata=metadata, **kwargs)
 
 
@@ -82,6 +84,11 @@ class TrainConfig:
         None, help="metric for early stopping and best.safetensors, e.g. test_acc (default: the loss)")
     eval_every: int = setting(1, help="evaluate the held-out splits every N epochs (and always after the last)")
     log_every: int = setting(50, help="steps between progress-bar updates (each update reads the metrics once)")
+    plot: bool = setting(True, flag="--no-plot", help="--no-plot: do not draw curves.png at the end (nor import "
+                         "matplotlib); metrics.json and metrics.csv are written either way")
+    threads: int | None = setting(
+        None, help="CPU threads for torch (default: $DIVEKIT_THREADS, else the physical cores this process may "
+        "use); config.json records the number used")
     model_args: dict[str, Any] = setting(
         help="keyword argument for the model factory (repeatable)", metavar="KEY=VALUE", default_factory=dict)
     data_args: dict[str, Any] = setting(
@@ -108,6 +115,7 @@ class TrainConfig:
             (self.time_limit is None or self.time_limit > 0, "time_limit", "must be positive"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
             (self.eval_every >= 1, "eval_every", "must be at least 1"),
+            (self.threads is None or self.threads >= 1, "threads", "must be at least 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
             (self.head_lr_mult > 0, "head_lr_mult", "must be positive"),
             (not self.freeze_body or bool(self.init_from), "freeze_body",

@@ -169,6 +169,7 @@ def test_train_flags_come_from_train_config(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for f in dataclasses.fields(TrainConfig):
         flag = ("--" + f.name.replace("_", "-")).replace("-args", "-arg")  # model_args -> --model-arg
+        flag = f.metadata.get("flag", flag)  # plot -> --no-plot
         if f.name != "model":
             assert flag in text, flag
         assert " ".join(f.metadata["help"].split())[:40] in text, f.name

@@ -307,3 +307,18 @@ def test_time_limit_cuts_the_epoch_short_and_evaluates_it(tmp_path):
     result = run(tmp_path, epochs=50, time_limit=1e-6)
     assert len(result.history) == 1 and "test_acc" in result.metrics
     assert result.metrics["seconds"] < 5
+
+
+def test_no_plot_skips_the_curves_and_threads_are_recorded(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("DIVEKIT_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        result = dk.train(model="softmax-regression", data="digits", epochs=1, out=str(tmp_path / "r"),
+                          progress=False, plot=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert not (tmp_path / "r" / "curves.png").exists() and (tmp_path / "r" / "metrics.csv").is_file()
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["threads"] == 1 == result.config.threads

@@ -1,0 +1,85 @@
+"""divekit's CLI against a plain PyTorch script of the same model, as whole processes.
+
+    python benchmarks/peers.py [--rounds 5] [--epochs-scale 1.0] [--only lenet mlp]
+
+Each pair runs `python -m divekit train ...` and `python benchmarks/plain/...` as fresh processes,
+interleaved A B A B over `--rounds`, so start-up, data loading and the test evaluation are in both.
+Prints, per pair, both runs' test accuracy (they must do the same work) and the wall-time ratio
+divekit / plain, then the median ratio, the hardware, torch version and the host's steal share.
+Data from $DIVEKIT_DATA (or --data-dir). Not yet covered: the char-level GRU on The Time Machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import cpu_ticks, hardware, steal_share  # benchmarks/common.py
+
+HERE = Path(__file__).parent
+# name -> (divekit train arguments, plain script arguments, epochs); the book's settings
+PAIRS = {
+    "lenet": (["lenet", "--data", "fashion-mnist", "--lr", "0.9", "--batch-size", "256"],
+              ["fashion_mnist.py", "lenet", "--lr", "0.9", "--batch-size", "256"], 2),
+    "softmax-regression": (["softmax-regression", "--data", "fashion-mnist", "--lr", "0.1", "--batch-size", "256"],
+                           ["fashion_mnist.py", "softmax-regression", "--lr", "0.1", "--batch-size", "256"], 10),
+    "mlp": (["mlp", "--data", "fashion-mnist", "--lr", "0.1", "--batch-size", "256"],
+            ["fashion_mnist.py", "mlp", "--lr", "0.1", "--batch-size", "256"], 10),
+}
+
+
+def timed(cmd: list[str]) -> tuple[float, dict, float | None]:
+    """Wall seconds, the last JSON line of stdout, and the host's steal share, of one process."""
+    ticks, start = cpu_ticks(), time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return time.perf_counter() - start, json.loads(out.strip().splitlines()[-1]), steal_share(ticks, cpu_ticks())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--only", nargs="+", choices=list(PAIRS), default=list(PAIRS))
+    p.add_argument("--epochs-scale", type=float, default=1.0, help="scale every pair's epochs (a quick check: 0.1)")
+    p.add_argument("--data-dir", default=os.environ.get("DIVEKIT_DATA"))
+    args = p.parse_args()
+    if not args.data_dir:
+        raise SystemExit("set DIVEKIT_DATA or pass --data-dir")
+    print(hardware())
+    ratios, steals = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.only:
+            dk_args, plain_args, epochs = PAIRS[name]
+            epochs = max(1, round(epochs * args.epochs_scale))
+            dk_cmd = [sys.executable, "-m", "divekit", "train", *dk_args, "--epochs", str(epochs), "--json",
+                      "--no-progress", "--data-dir", args.data_dir]
+            plain_cmd = [sys.executable, str(HERE / "plain" / plain_args[0]), *plain_args[1:], "--epochs", str(epochs),
+                         "--data-dir", args.data_dir]
+            walls: dict[str, list[float]] = {"divekit": [], "plain": []}
+            accs: dict[str, list[float]] = {"divekit": [], "plain": []}
+            for r in range(args.rounds):
+                for who, cmd in (("divekit", [*dk_cmd, "--out", f"{tmp}/{name}-{r}"]), ("plain", plain_cmd)):
+                    wall, summary, steal = timed(cmd)
+                    walls[who].append(wall)
+                    accs[who].append(summary["test_acc"])
+                    if steal is not None:
+                        steals.append(steal)
+            ratio = statistics.median(walls["divekit"]) / statistics.median(walls["plain"])
+            ratios.append(ratio)
+            print(f"{name} ({epochs} epochs): divekit {statistics.median(walls['divekit']):.1f} s, test acc "
+                  f"{statistics.mean(accs['divekit']):.4f} | plain {statistics.median(walls['plain']):.1f} s, test acc "
+                  f"{statistics.mean(accs['plain']):.4f} | divekit / plain {ratio:.2f}", flush=True)
+    print(f"median ratio divekit / plain: {statistics.median(ratios):.2f} over {len(ratios)} pairs, "
+          f"{args.rounds} rounds each")
+    if steals:
+        print(f"host steal: median {100 * statistics.median(steals):.0f}%, max {100 * max(steals):.0f}% of CPU time")
+
+
+if __name__ == "__main__":
+    main()

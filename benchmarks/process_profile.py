@@ -1,0 +1,179 @@
+"""Where a whole `divekit` process spends its time outside training.
+
+    python benchmarks/process_profile.py [--repeats 3] [--cprofile] [--commands train-softmax train-lenet help list]
+
+For each command, a fresh child process runs the verb with divekit's own functions wrapped by timers
+(perf_counter, one process), so the breakdown is: interpreter start, import divekit (torch included),
+argument parsing and config, data loading, model build and preflight, trainer build (the optimizer),
+training epochs, evaluation, checkpoint writes, metrics files, the curves plot, and the exit
+(interpreter teardown, measured from the parent). It also says during which phase the heavy optional
+packages (torch._dynamo, matplotlib, pandas, PIL) were first imported, and prints `-X importtime`
+self time summed per top-level package for the same command. Run it before and after a change on
+a quiet machine; the data come from $DIVEKIT_DATA (or --data-dir). Prints the host's steal share
+(benchmarks/common.py) for each run: a busy VM host, not the code, makes timings vary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+COMMANDS = {
+    "train-softmax": ["train", "softmax-regression", "--data", "digits", "--epochs", "1"],
+    "train-lenet": ["train", "lenet", "--data", "fashion-mnist", "--epochs", "1"],
+    "help": ["--help"],
+    "list": ["list", "models"],
+}
+WATCHED = ("torch._dynamo", "matplotlib", "pandas", "PIL", "safetensors", "tqdm")
+
+
+def child(argv: list[str], cprofile: bool) -> None:
+    """Run `divekit ARGV` in this process with phase timers; print one JSON line of the phases."""
+    started = time.time()
+    phases: dict[str, float] = collections.defaultdict(float)
+    current = ["start"]
+    first_import: dict[str, str] = {}
+
+    class Watch:  # notes the phase in which a watched package is first imported
+        def find_spec(self, name, path=None, target=None):
+            if name in WATCHED and name not in first_import:
+                first_import[name] = current[0]
+            return None
+
+    sys.meta_path.insert(0, Watch())
+
+    def timed(name: str, fn):
+        def wrapper(*args, **kwargs):
+            outer, current[0] = current[0], name
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                phases[name] += time.perf_counter() - t
+                current[0] = outer
+                if outer in phases:  # nested: the outer phase does not count the inner one
+                    phases[outer] -= time.perf_counter() - t
+        return wrapper
+
+    t = time.perf_counter()
+    current[0] = "import divekit"
+    import divekit  # noqa: F401  (first, as the CLI does: it sets the OpenMP wait policy before torch loads)
+
+    phases["import divekit (torch included)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    current[0] = "import divekit.cli"
+    from divekit import cli
+    from divekit.train import api, callbacks, trainer
+
+    phases["import divekit.cli"] = time.perf_counter() - t
+    current[0] = "other"
+    api.prepare_data = timed("data load", api.prepare_data)
+    api.create_model = timed("model build + preflight", api.create_model)
+    api.preflight = timed("model build + preflight", api.preflight)
+    api.prepare_run_dir = timed("run folder + config.json", api.prepare_run_dir)
+    trainer.Trainer.__init__ = timed("trainer build (optimizer)", trainer.Trainer.__init__)
+    trainer.Trainer.train_epoch = timed("training", trainer.Trainer.train_epoch)
+    trainer.Trainer.evaluate = timed("evaluation", trainer.Trainer.evaluate)
+    callbacks.CheckpointSaver.on_epoch_end = timed("checkpoint writes", callbacks.CheckpointSaver.on_epoch_end)
+    callbacks.MetricsLogger.on_epoch_end = timed("metrics files", callbacks.MetricsLogger.on_epoch_end)
+    callbacks.PlotCurves._draw = timed("curves plot", callbacks.PlotCurves._draw)
+    t = time.perf_counter()
+    profiler = None
+    if cprofile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        cli.main(argv)
+    except SystemExit:  # --help exits through argparse
+        pass
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+    main_s = time.perf_counter() - t
+    phases["other (parse, config, callbacks, report)"] = main_s - sum(
+        v for k, v in phases.items() if not k.startswith("import"))
+    sys.stdout.flush()
+    print("\nPHASES " + json.dumps({"started": started, "ended": time.time(), "phases": phases,
+                                    "first_import": first_import}), flush=True)
+
+
+def run_once(argv: list[str], out_dir: str, cprofile: bool) -> dict:
+    """One child process; returns its phases with the interpreter start and exit added."""
+    from common import cpu_ticks, steal_share  # benchmarks/common.py
+
+    if argv[0] == "train":
+        argv = [*argv, "--out", out_dir, "--no-progress"]
+    ticks, spawned = cpu_ticks(), time.time()
+    proc = subprocess.run([sys.executable, __file__, "--child", *(["--cprofile"] if cprofile else []), "--", *argv],
+                          capture_output=True, text=True)
+    exited = time.time()
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("PHASES ")), None)
+    if line is None:
+        raise SystemExit(f"`divekit {' '.join(argv)}` failed:\n{proc.stderr[-3000:]}")
+    if cprofile:
+        print(proc.stderr)
+    rec = json.loads(line.removeprefix("PHASES "))
+    phases = {"interpreter start": rec["started"] - spawned, **rec["phases"], "exit": exited - rec["ended"]}
+    return {"phases": phases, "wall": exited - spawned, "first_import": rec["first_import"],
+            "steal": steal_share(ticks, cpu_ticks())}
+
+
+def importtime(argv: list[str], out_dir: str, top: int = 8) -> list[tuple[str, float]]:
+    """`-X importtime` self time of the command summed per top-level package, largest first (ms)."""
+    if argv[0] == "train":
+        argv = [*argv, "--out", out_dir, "--no-progress"]
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "divekit", *argv], capture_output=True, text=True)
+    total: collections.Counter = collections.Counter()
+    for m in re.finditer(r"import time:\s+(\d+) \|\s+\d+ \| *(\S+)", proc.stderr):
+        total[m[2].split(".")[0]] += int(m[1]) / 1000
+    return total.most_common(top)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--commands", nargs="+", choices=list(COMMANDS), default=list(COMMANDS))
+    p.add_argument("--repeats", type=int, default=3, help="runs per command; the median of each phase is shown")
+    p.add_argument("--data-dir", default=os.environ.get("DIVEKIT_DATA"))
+    p.add_argument("--cprofile", action="store_true", help="also print each run's top 25 functions (cumulative)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args, rest = p.parse_known_args()
+    if args.child:
+        child(rest[1:] if rest[:1] == ["--"] else rest, args.cprofile)
+        return
+    if args.data_dir:
+        os.environ["DIVEKIT_DATA"] = args.data_dir
+    from common import hardware
+
+    print(hardware())
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.commands:
+            argv = COMMANDS[name]
+            runs = [run_once(argv, os.path.join(tmp, f"{name}-{i}"), args.cprofile) for i in range(args.repeats)]
+            wall = statistics.median(r["wall"] for r in runs)
+            steal = [r["steal"] for r in runs if r["steal"] is not None]
+            stolen = f", host steal {100 * statistics.median(steal):.0f}%" if steal else ""
+            print(f"\n`divekit {' '.join(argv)}`: {wall:.2f} s wall (median of {len(runs)}{stolen})")
+            for phase in runs[0]["phases"]:
+                s = statistics.median(r["phases"].get(phase, 0.0) for r in runs)
+                if s >= 0.005:
+                    print(f"  {phase:<42} {s:7.3f} s  {100 * s / wall:5.1f}%")
+            print("  first imported during: " + (", ".join(f"{k} ({v})" for k, v in runs[0]["first_import"].items())
+                                                or "-"))
+            top = importtime(argv, os.path.join(tmp, f"{name}-importtime"))
+            print("  -X importtime, self ms per package: " + ", ".join(f"{k} {v:.0f}" for k, v in top))
+
+
+if __name__ == "__main__":
+    main()
