@@ -112,7 +112,7 @@ def _config(model: str, settings: dict[str, Any], seed: int, device: str) -> Tra
     return TrainConfig(model=MODELS[model], data="kaggle-house", epochs=settings["epochs"], lr=settings["lr"],
                        batch_size=settings["batch_size"], optimizer=OPTIMIZER, scheduler=SCHEDULE,
                        weight_decay=settings["weight_decay"], seed=seed, device=device,
-                       model_args=model_args).validate()
+                       model_args=model_args, plot=False).validate()  # one figure of every fold, drawn by the app
 
 
 @dataclass

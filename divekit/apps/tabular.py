@@ -111,7 +111,7 @@ def k_fold_csv(path: str | Path, target: str, model: str = "mlp", k: int = 5, *,
     rows = []
     for i in range(k):
         args = {**(data_args or {}), "target": target, "folds": k, "fold": i, "split_seed": split_seed}
-        cfg = resolve_config(model=model, data=f"{PREFIX}{path}", data_args=args, **config)
+        cfg = resolve_config(model=model, data=f"{PREFIX}{path}", data_args=args, **{"plot": False, **config})
         result = fit(cfg.model, cfg.data, cfg, run_dir=False, progress=False)
         rows.append({"fold": i + 1, **{m: v for m, v in result.metrics.items() if m.startswith(("train_", "valid_"))}})
     names = [n for n in rows[0] if n != "fold"]

@@ -141,7 +141,7 @@ def optimizers(out: Path, data_dir: str | None = None, epochs: int = 2, every: i
         data = load_dataset("airfoil", batch_size=10, data_dir=data_dir)
         x, y = data.train.tensors
         cfg = TrainConfig(model="linear-regression-scratch", data="airfoil", epochs=epochs, batch_size=10,
-                          lr=hparams.get("lr", 1.0), device="cpu", log_every=10_000)
+                          lr=hparams.get("lr", 1.0), device="cpu", log_every=10_000, plot=False)
         torch.manual_seed(0)
         model = create_model("linear-regression-scratch", context=data.context)
         curve = FullLoss(x, y)

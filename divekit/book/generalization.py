@@ -51,7 +51,7 @@ def fit_polynomial(num_features: int, epochs: int = 400, lr: float = 0.01, seed:
     torch.manual_seed(seed)
     model = nn.Linear(num_features, 1, bias=False)  # x^0 = 1 already plays the bias
     cfg = TrainConfig(model="polynomial", data="polynomial", epochs=epochs, lr=lr, batch_size=10, seed=seed,
-                      device="cpu", log_every=10_000)
+                      device="cpu", log_every=10_000, plot=False)  # the experiment draws its own figure
     result = fit(model, data, cfg, run_dir=False, progress=False)
     return {"num_features": num_features, "history": result.history, "train_loss": result.metrics["train_loss"],
             "test_loss": result.metrics["test_loss"], "weights": model.weight.detach().reshape(-1).tolist()}
@@ -100,7 +100,7 @@ def train_weight_decay(lambd: float, scratch: bool = True, epochs: int = 100, lr
                          heldout="test")
     torch.manual_seed(seed)
     cfg = TrainConfig(model="weight-decay", data="high-dim-linear", epochs=epochs, lr=lr, batch_size=5, seed=seed,
-                      device="cpu", log_every=10_000)
+                      device="cpu", log_every=10_000, plot=False)  # the experiment draws its own figure
     if scratch:
         model, optimizer = WeightDecayScratch(x_tr.shape[1], lambd), None
         weight = model.w

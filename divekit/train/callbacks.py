@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,17 +183,21 @@ class EarlyStopping(Callback):
 
 class PlotCurves(Callback):
     """Saves curves.png in the run folder at the end of training; in Jupyter also redraws the figure
-    live in the cell after every epoch.
+    live in the cell after an epoch, at most every `live_every_s` seconds (a redraw costs ~0.3 s, so
+    a run of many quick epochs is not slowed down by its plot), and once more at the end.
 
     Importing matplotlib and drawing cost ~0.5 s, so outside a notebook the figure is drawn once, when
     training ends (metrics.csv, written every epoch, holds the same curves meanwhile).
     """
 
-    def __init__(self, run_dir: str | Path | None, title: str = "", live: bool | None = None):
+    def __init__(self, run_dir: str | Path | None, title: str = "", live: bool | None = None,
+                 live_every_s: float = 1.0):
         self.run_dir = Path(run_dir) if run_dir else None
         self.title = title
         self.live = in_notebook() if live is None else live
+        self.live_every_s = live_every_s
         self._handle = None
+        self._drawn_at = -math.inf
 
     def _draw(self, trainer, save: bool) -> None:
         if not dist.is_main() or not trainer.history or not (self.live or (save and self.run_dir)):
@@ -202,6 +207,7 @@ class PlotCurves(Callback):
         from ..core.plot import curves_figure, save_figure
 
         fig = curves_figure(trainer.history, self.title)
+        self._drawn_at = time.monotonic()
         if self.live:
             from IPython.display import display
 
@@ -214,7 +220,7 @@ class PlotCurves(Callback):
         plt.close(fig)
 
     def on_epoch_end(self, trainer, metrics):
-        if self.live:
+        if self.live and time.monotonic() - self._drawn_at >= self.live_every_s:
             self._draw(trainer, save=False)
 
     def on_fit_end(self, trainer, metrics):

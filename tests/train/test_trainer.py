@@ -256,8 +256,13 @@ def test_curves_redraw_live_in_a_notebook(tmp_path, monkeypatch):
 
     monkeypatch.setattr(IPython.display, "display", display)
     dk.train(model="softmax-regression", data="digits", epochs=3, out=str(tmp_path / "r"), progress=False,
-             callbacks=[PlotCurves(None, live=True)])
+             callbacks=[PlotCurves(None, live=True, live_every_s=0)])
     assert calls == ["display", "update", "update", "update"]  # 3 epochs + the final redraw
+
+    calls.clear()  # quick epochs are redrawn at most once a second: the first, then the end
+    dk.train(model="softmax-regression", data="digits", epochs=5, out=str(tmp_path / "s"), progress=False,
+             callbacks=[PlotCurves(None, live=True, live_every_s=3600)])
+    assert calls == ["display", "update"]
 
 
 def test_bf16_autocast_trains_as_well(tmp_path):
