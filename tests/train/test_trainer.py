@@ -18,13 +18,13 @@ from divekit.train.evaluate import classification_report
 
 if "test-dropout-mlp" not in MODELS:
 
-    @register_model("test-dropout-mlp")
+    @register_model("test-dropout-mlp", tags=("image",))
     def _dropout_mlp(num_classes=10, in_shape=(1, 8, 8)):
         """A small MLP with dropout: its training depends on the global RNG (for resume tests)."""
         n = in_shape[0] * in_shape[1] * in_shape[2]
         return nn.Sequential(nn.Flatten(), nn.Linear(n, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, num_classes))
 
-    @register_model("test-fixed-784")
+    @register_model("test-fixed-784", tags=("image",))
     def _fixed(num_classes=10):
         """Takes 28x28 inputs only."""
         return nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes))
