@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import re
@@ -92,10 +93,8 @@ def child(argv: list[str], cprofile: bool) -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    try:
+    with contextlib.suppress(SystemExit):  # --help exits through argparse
         cli.main(argv)
-    except SystemExit:  # --help exits through argparse
-        pass
     if profiler is not None:
         import pstats
 

@@ -23,3 +23,18 @@ def test_threads_resolve_flag_then_environment_then_cores(monkeypatch):
     monkeypatch.setenv("DIVEKIT_THREADS", "two")
     with pytest.raises(ConfigError, match="DIVEKIT_THREADS"):
         resolve_threads(None)
+
+
+def test_hyperthread_siblings_count_once(monkeypatch):
+    """4 logical CPUs on 2 cores (2 siblings each) are 2 physical cores; a CPU outside the affinity
+    set does not count."""
+    import io
+
+    from divekit.core import device
+
+    cpuinfo = "".join(f"processor\t: {cpu}\nphysical id\t: 0\ncore id\t\t: {cpu // 2}\n\n" for cpu in range(4))
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(device, "open", lambda path: io.StringIO(cpuinfo), raising=False)
+    assert device.physical_cores() == 2
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert device.physical_cores() == 1
