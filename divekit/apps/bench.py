@@ -33,18 +33,8 @@ from ..models.registry import create_model
 from ..ops.optim import OPTIMIZERS
 from ..tasks.base import make_task
 from ..train.api import resolve_config
+from ..train.config import SPEED_SWITCHES as SWITCHES
 from ..train.trainer import Trainer
-
-# switch -> TrainConfig overrides
-SWITCHES: dict[str, dict[str, Any]] = {
-    "fp32": {},
-    "bf16": {"precision": "bf16"},
-    "fp16": {"precision": "fp16"},
-    "channels_last": {"channels_last": True},
-    "compile": {"compile": True},
-    "foreach": {"optimizer_impl": "foreach"},
-    "fused": {"optimizer_impl": "fused"},
-}
 
 # (channels, height, width, classes) of image datasets, for synthetic batches of their shape
 IMAGE_SHAPES = {"fashion-mnist": (1, 28, 28, 10), "mnist": (1, 28, 28, 10), "digits": (1, 8, 8, 10)}

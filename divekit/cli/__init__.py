@@ -64,5 +64,22 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # the shell's status for a process ended by SIGPIPE (128 + 13)
 
 
+def entry() -> None:
+    """The `divekit` command (and `python -m divekit`): main(), then exit without the interpreter's teardown.
+
+    Tearing down a process that loaded torch (freeing its modules and unmapping libtorch) took
+    0.4-1.9 s here, longer than many runs train (benchmarks/process_profile.py). Everything divekit
+    writes is complete by then (checkpoints are written, fsynced and renamed before `fit` returns),
+    so only the standard streams need a flush before `os._exit`.
+    """
+    code = main()  # argparse's --help and usage errors leave through SystemExit, before torch is loaded
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 141
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

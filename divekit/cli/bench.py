@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
+from pathlib import Path
 
+from ..train.config import SPEED_SWITCHES
 from .common import device, print_json
+
+
+def _doc(module: str) -> str:
+    """A module's docstring without importing it (divekit.apps.bench loads torch; `--help` should not)."""
+    spec = importlib.util.find_spec(module)
+    return ast.get_docstring(ast.parse(Path(spec.origin).read_text()))
 
 
 def add_parser(sub) -> None:
     """Register `divekit bench`."""
-    from ..apps import bench  # its description and switch names (the module is light: torch is loaded already)
-
     b = sub.add_parser("bench", help="examples/s for training and inference with each speed switch",
-                       description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=_doc("divekit.apps.bench"), formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("model", help="model name (see `divekit list models`)")
     b.add_argument("--data", help="measure on this dataset's batches (default: synthetic inputs of the shape of "
                    "the model's dataset)")
@@ -22,7 +30,7 @@ def add_parser(sub) -> None:
     b.add_argument("--batch-size", type=int, help="default: the model's")
     b.add_argument("--resize", type=int, help="resize images to RESIZE x RESIZE (default: the model's)")
     b.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    b.add_argument("--switches", help="comma-separated switches, a+b to combine: " + ", ".join(bench.SWITCHES)
+    b.add_argument("--switches", help="comma-separated switches, a+b to combine: " + ", ".join(SPEED_SWITCHES)
                    + " (default: all that apply here; compile only with --compile)")
     b.add_argument("--compile", action="store_true", help="also measure torch.compile (compiling takes a while)")
     b.add_argument("--data-dir", help="dataset cache folder")

@@ -18,11 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, did_you_mean
-from ..ops.optim import OPTIMIZER_IMPLS, OPTIMIZERS
 from ..ops.schedules import build_schedule
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUGMENTATIONS = ("flip", "crop", "flip-crop")
+# `divekit bench` switch -> the TrainConfig overrides it measures
+SPEED_SWITCHES: dict[str, dict[str, Any]] = {
+    "fp32": {},
+    "bf16": {"precision": "bf16"},
+    "fp16": {"precision": "fp16"},
+    "channels_last": {"channels_last": True},
+    "compile": {"compile": True},
+    "foreach": {"optimizer_impl": "foreach"},
+    "fused": {"optimizer_impl": "fused"},
+}
 
 
 def check_device(name: str) -> str:
@@ -124,6 +133,9 @@ class TrainConfig:
         for ok, name, why in checks:
             if not ok:
                 raise ConfigError(f"--{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
+        # deferred: ops.optim loads torch, and `divekit --help` builds its flags from this module without it
+        from ..ops.optim import OPTIMIZER_IMPLS, OPTIMIZERS
+
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"--optimizer {self.optimizer!r} is not known.{did_you_mean(self.optimizer, OPTIMIZERS)} "
