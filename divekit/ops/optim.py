@@ -12,6 +12,7 @@ so that the scratch and built-in versions agree to rounding error:
 
 from __future__ import annotations
 
+import functools
 import inspect
 from functools import partial
 
@@ -233,11 +234,55 @@ def _impl_kwargs(optimizer, impl: str) -> dict:
     return {"foreach": impl == "foreach"}
 
 
+# torch's wrappers that keep torch.compile out of an optimizer's bookkeeping; each imports torch._dynamo
+# (about 1.1 s and 200 MB of modules, pandas and sympy among them) on its first call
+_DYNAMO_GUARDS = ("_disable_dynamo.<locals>.inner", "_use_grad_for_differentiable.<locals>._use_grad")
+
+
+def _unguarded(method):
+    """`method` without torch's dynamo guard (the same function, run eagerly), or None if it has none."""
+    code = getattr(method, "__code__", None)
+    if code is None or code.co_qualname not in _DYNAMO_GUARDS or not hasattr(method, "__wrapped__"):
+        return None
+    raw = method.__wrapped__
+    if code.co_qualname.startswith("_disable_dynamo"):
+        return raw
+
+    @functools.wraps(raw)
+    def step(self, *args, **kwargs):  # what _use_grad does, less its torch._dynamo.graph_break() calls
+        with torch.set_grad_enabled(self.defaults["differentiable"]):
+            return raw(self, *args, **kwargs)
+
+    return step
+
+
+@functools.cache
+def eager(optimizer: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """`optimizer` as a subclass whose methods skip torch's torch.compile guards.
+
+    torch wraps Optimizer.add_param_group, zero_grad, state_dict, load_state_dict and each step in
+    guards that import torch._dynamo the first time they run: about 1.1 s of every training process
+    here, more than a whole softmax-regression run on the digits trains. divekit never compiles an
+    optimizer's bookkeeping, so its optimizers call the same functions unwrapped; the updates and the
+    state are torch's, bit for bit (tests/ops/test_optim.py). A torch without these guards gets the
+    class back unchanged.
+    """
+    methods = {}
+    for name in dir(optimizer):
+        raw = _unguarded(inspect.getattr_static(optimizer, name))
+        if raw is not None:
+            methods[name] = raw
+    if not methods:
+        return optimizer
+    return type(optimizer.__name__, (optimizer,), {**methods, "__module__": optimizer.__module__,
+                                                  "__qualname__": optimizer.__qualname__, "__doc__": optimizer.__doc__})
+
+
 def _scratch_sgd(params, lr, momentum=0.0, weight_decay=0.0, impl="auto"):
     _impl_kwargs(SGD, impl)
     if momentum or weight_decay:
         raise ConfigError("sgd-scratch is the book's plain SGD: use --optimizer sgd for momentum or weight decay")
-    return SGD(params, lr=lr)
+    return eager(SGD)(params, lr=lr)
 
 
 def _build(
@@ -257,7 +302,7 @@ def _build(
             f"--momentum {momentum} is not used by {optimizer.__name__}: drop it, or use --optimizer sgd, "
             "momentum-scratch or rmsprop"
         )
-    return optimizer(params, **kwargs)
+    return eager(optimizer)(params, **kwargs)
 
 
 # config name -> builder(params, lr, momentum, weight_decay); torch's own next to the scratch version

@@ -1,6 +1,7 @@
 """Chapter 12: the hand-written optimizers against torch.optim, their state, validation and registry."""
 
 import copy
+import inspect
 import re
 
 import pytest
@@ -238,3 +239,43 @@ def test_scratch_optimizer_trains_linear_regression(make):
     with torch.no_grad():
         assert F.mse_loss(net(x_test), y_test).item() < 0.01
         torch.testing.assert_close(net.weight.squeeze(0), w_true, rtol=0, atol=0.05)
+
+
+@pytest.mark.parametrize("name", [n for n in OPTIMIZERS if n != "sgd-scratch"])
+def test_divekits_optimizers_step_like_the_classes_they_derive_from(name):
+    """build_optimizer's classes skip torch's dynamo guards (ops.optim.eager) and change nothing else:
+    the same parameters and state as the class itself, bit for bit, over steps, zero_grad and a reload."""
+    torch.manual_seed(0)
+    nets = [torch.nn.Linear(5, 3) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    ours = build_optimizer(name, nets[0].parameters(), lr=0.01, weight_decay=1e-3)
+    base = type(ours).__mro__[1]
+    assert isinstance(ours, base) and type(ours).__name__ == base.__name__
+    accepted = inspect.signature(base.__init__).parameters
+    theirs = base(nets[1].parameters(), **{k: v for k, v in ours.defaults.items() if k in accepted})
+    for _ in range(3):
+        X = torch.randn(8, 5)
+        for net, opt in zip(nets, (ours, theirs)):
+            opt.zero_grad()
+            net(X).square().mean().backward()
+            opt.step()
+    for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(p, q)
+    ours.load_state_dict(theirs.state_dict())
+    assert str(ours.state_dict()) == str(theirs.state_dict())
+
+
+def test_building_and_stepping_an_optimizer_does_not_import_dynamo():
+    # torch._dynamo costs ~1.1 s of start-up; torch's guards import it on their first call
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom divekit.ops.optim import OPTIMIZERS, build_optimizer\n"
+            "for name in OPTIMIZERS:\n"
+            "    net = torch.nn.Linear(3, 1)\n"
+            "    opt = build_optimizer(name, net.parameters(), lr=0.1)\n"
+            "    net(torch.ones(2, 3)).sum().backward(); opt.step(); opt.zero_grad()\n"
+            "    opt.load_state_dict(opt.state_dict())\n"
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
