@@ -27,16 +27,15 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True).contiguous()
 
 
-def save_checkpoint(
-    path: str | Path,
+def checkpoint_payload(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     meta: dict[str, Any] | None = None,
     *,
     save_rng: bool = True,
-) -> Path:
-    """Write model weights (+ optimizer and RNG state) and JSON-able `meta` atomically to `path`."""
-    path = Path(path)
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (private CPU copies) and the metadata of a checkpoint, ready for `write_checkpoint`:
+    a snapshot that later training steps do not change, so it can be written in the background."""
     tensors = {f"model.{k}": _plain(v) for k, v in model.state_dict().items()}
     header: dict[str, Any] = {"format": FORMAT_VERSION, "torch": torch.__version__, **(meta or {})}
     if optimizer is not None:
@@ -54,7 +53,25 @@ def save_checkpoint(
         if torch.cuda.is_available():
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = s
-    return atomic_save_file(tensors, path, {"divekit": json.dumps(header)})
+    return tensors, {"divekit": json.dumps(header)}
+
+
+def write_checkpoint(path: str | Path, payload: tuple[dict[str, torch.Tensor], dict[str, str]]) -> Path:
+    """Write a `checkpoint_payload` to `path` atomically (a crash leaves the previous file intact)."""
+    tensors, metadata = payload
+    return atomic_save_file(tensors, Path(path), metadata)
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    meta: dict[str, Any] | None = None,
+    *,
+    save_rng: bool = True,
+) -> Path:
+    """Write model weights (+ optimizer and RNG state) and JSON-able `meta` atomically to `path`."""
+    return write_checkpoint(path, checkpoint_payload(model, optimizer, meta, save_rng=save_rng))
 
 
 class Checkpoint:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -103,6 +104,39 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+class BackgroundWriter:
+    """Runs file writes on one background thread, at most one job at a time, so that training goes on
+    while a checkpoint is serialized, fsynced and renamed into place.
+
+    `submit` first waits for the previous job (a failed write raises there, in the caller's thread, and
+    never more than one write is in flight); `wait` blocks until the last job is done; `close` also ends
+    the thread. A job must write only data nothing else will change: a snapshot taken before submitting.
+    """
+
+    def __init__(self):
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def submit(self, job: Callable[[], Any]) -> None:
+        self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="divekit-writer")
+        self._pending = self._pool.submit(job)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from ..core import dist
-from ..core.checkpoint import save_checkpoint
-from ..core.io import write_json_atomic, write_text_atomic
+from ..core.checkpoint import checkpoint_payload, write_checkpoint
+from ..core.io import BackgroundWriter, write_json_atomic, write_text_atomic
 from ..core.rundir import BEST, CURVES, LAST, METRICS, METRICS_CSV
 from .config import TrainConfig
 
@@ -55,6 +55,8 @@ class Callback:
     def on_log(self, trainer: "Trainer", logs: dict[str, float]) -> None: ...
     def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
     def on_fit_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+    def teardown(self, trainer: "Trainer") -> None:
+        """Always called when fit() leaves, also after an error: release what the callback holds."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -122,12 +124,20 @@ class MetricsLogger(Callback):
 
 
 class CheckpointSaver(Callback):
-    """After every epoch: the last checkpoint, and the best one by the monitored metric."""
+    """After every epoch: the last checkpoint, and the best one by the monitored metric.
 
-    def __init__(self, run_dir: str | Path, meta: dict[str, Any]):
+    The epoch's weights, optimizer and RNG state are copied when it ends; serializing, fsyncing and
+    renaming the files then runs on a background thread while the next epoch trains (`background`).
+    Before the next epoch's checkpoint, at the end of fit and when fit leaves through an error, the
+    pending write is waited for, so each file on disk is always a whole, resumable checkpoint of one
+    finished epoch.
+    """
+
+    def __init__(self, run_dir: str | Path, meta: dict[str, Any], background: bool = True):
         self.run_dir = Path(run_dir)
         self.meta = meta  # what is needed to rebuild the model: config, context, classes ...
         self.best: float | None = None
+        self.writer = BackgroundWriter() if background else None
 
     def on_epoch_end(self, trainer, metrics):
         monitor = monitor_name(trainer.config, metrics)
@@ -140,9 +150,26 @@ class CheckpointSaver(Callback):
         if not dist.is_main():
             return
         meta = {**self.meta, "trainer": trainer.state_dict(), "monitor": monitor}
-        save_checkpoint(self.run_dir / LAST, trainer.model, trainer.optimizer, meta)
-        if improved:
-            save_checkpoint(self.run_dir / BEST, trainer.model, None, meta, save_rng=False)
+        last = checkpoint_payload(trainer.model, trainer.optimizer, meta)
+        best = checkpoint_payload(trainer.model, None, meta, save_rng=False) if improved else None
+
+        def write():
+            write_checkpoint(self.run_dir / LAST, last)
+            if best is not None:
+                write_checkpoint(self.run_dir / BEST, best)
+
+        if self.writer is None:
+            write()
+        else:
+            self.writer.submit(write)
+
+    def on_fit_end(self, trainer, metrics):
+        if self.writer is not None:
+            self.writer.wait()
+
+    def teardown(self, trainer):
+        if self.writer is not None:
+            self.writer.close()
 
     def state_dict(self):
         return {"best": self.best}

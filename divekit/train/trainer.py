@@ -101,6 +101,14 @@ class Trainer:
 
     def fit(self) -> dict[str, float]:
         """Train until config.epochs (or early stopping, or --time-limit); returns the last epoch's metrics."""
+        try:
+            return self._fit()
+        finally:  # also after an error: e.g. the checkpoint of the last finished epoch is written out
+            for cb in self.callbacks:
+                if hasattr(cb, "teardown"):  # a callback need not derive from Callback
+                    cb.teardown(self)
+
+    def _fit(self) -> dict[str, float]:
         self._call("on_fit_start")
         if self.config.compile and self.epoch < self.config.epochs:
             self.compile_seconds = self._warm_up()

@@ -243,3 +243,41 @@ def test_module_load_state_dict_round_trip_with_plain_sequential(tmp_path):
     clone = load_params(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)), tmp_path / "bn")
     for k, v in net.state_dict().items():
         assert_same(clone.state_dict()[k], v)
+
+
+def test_background_writer_runs_jobs_in_order_one_at_a_time_and_reraises_failures():
+    from divekit.core.io import BackgroundWriter
+
+    done, writer = [], BackgroundWriter()
+    for i in range(5):
+        writer.submit(lambda i=i: done.append(i))
+        assert done[:i] == list(range(i))  # submit waited for the previous jobs; the new one may still run
+    writer.wait()
+    assert done == list(range(5))
+
+    def fail():
+        raise OSError("disk full")
+
+    writer.submit(fail)
+    with pytest.raises(OSError, match="disk full"):  # in the caller's thread, at the next wait or submit
+        writer.submit(lambda: done.append("after"))
+    writer.close()
+    assert done[-1] != "after" and writer._pool is None
+    writer.close()  # twice is harmless
+
+
+def test_a_checkpoint_written_in_the_background_is_the_epoch_it_was_taken_at(tmp_path):
+    # the payload is a snapshot: training on while the file is written does not leak into it
+    from divekit.core.checkpoint import Checkpoint, checkpoint_payload, write_checkpoint
+    from divekit.core.io import BackgroundWriter
+
+    net = torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    payload = checkpoint_payload(net, None, {"epoch": 1}, save_rng=False)
+    writer = BackgroundWriter()
+    writer.submit(lambda: write_checkpoint(tmp_path / "c.safetensors", payload))
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    writer.close()
+    saved = Checkpoint(tmp_path / "c.safetensors")
+    assert all(torch.equal(saved.model_state()[k], before[k]) for k in before)
