@@ -9,7 +9,7 @@ training epochs, evaluation, checkpoint writes, metrics files, the curves plot, 
 (interpreter teardown, measured from the parent). It also says during which phase the heavy optional
 packages (torch._dynamo, matplotlib, pandas, PIL) were first imported, and prints `-X importtime`
 self time summed per top-level package for the same command. Run it before and after a change on
-a quiet machine; the data come from $DIVEKIT_DATA (or --data-dir). Prints the host's steal share
+a quiet machine (`--teardown` for code from before divekit.cli.entry); the data come from $DIVEKIT_DATA (or --data-dir). Prints the host's steal share
 (benchmarks/common.py) for each run: a busy VM host, not the code, makes timings vary.
 """
 
@@ -27,16 +27,18 @@ import sys
 import tempfile
 import time
 
-COMMANDS = {
+COMMANDS = {  # the default set is the first four
     "train-softmax": ["train", "softmax-regression", "--data", "digits", "--epochs", "1"],
     "train-lenet": ["train", "lenet", "--data", "fashion-mnist", "--epochs", "1"],
+    "train-softmax-fashion": ["train", "softmax-regression", "--data", "fashion-mnist", "--epochs", "10"],
+    "train-fast": ["train", "--recipe", "fast"],
     "help": ["--help"],
     "list": ["list", "models"],
 }
 WATCHED = ("torch._dynamo", "matplotlib", "pandas", "PIL", "safetensors", "tqdm")
 
 
-def child(argv: list[str], cprofile: bool) -> None:
+def child(argv: list[str], cprofile: bool, teardown: bool = False) -> None:
     """Run `divekit ARGV` in this process with phase timers; print one JSON line of the phases."""
     started = time.time()
     phases: dict[str, float] = collections.defaultdict(float)
@@ -67,25 +69,27 @@ def child(argv: list[str], cprofile: bool) -> None:
     t = time.perf_counter()
     current[0] = "import divekit"
     import divekit  # noqa: F401  (first, as the CLI does: it sets the OpenMP wait policy before torch loads)
-
-    phases["import divekit (torch included)"] = time.perf_counter() - t
-    t = time.perf_counter()
-    current[0] = "import divekit.cli"
     from divekit import cli
-    from divekit.train import api, callbacks, trainer
 
-    phases["import divekit.cli"] = time.perf_counter() - t
+    phases["import divekit + its CLI"] = time.perf_counter() - t
+    if argv[0] == "train":  # the timers need the training modules loaded: their import is a phase of its own
+        t = time.perf_counter()
+        current[0] = "import of the training modules (torch)"
+        from divekit.train import api, callbacks, trainer
+
+        phases["import of the training modules (torch)"] = time.perf_counter() - t
+        current[0] = "other"
+        api.prepare_data = timed("data load", api.prepare_data)
+        api.create_model = timed("model build + preflight", api.create_model)
+        api.preflight = timed("model build + preflight", api.preflight)
+        api.prepare_run_dir = timed("run folder + config.json", api.prepare_run_dir)
+        trainer.Trainer.__init__ = timed("trainer build (optimizer)", trainer.Trainer.__init__)
+        trainer.Trainer.train_epoch = timed("training", trainer.Trainer.train_epoch)
+        trainer.Trainer.evaluate = timed("evaluation", trainer.Trainer.evaluate)
+        callbacks.CheckpointSaver.on_epoch_end = timed("checkpoint writes", callbacks.CheckpointSaver.on_epoch_end)
+        callbacks.MetricsLogger.on_epoch_end = timed("metrics files", callbacks.MetricsLogger.on_epoch_end)
+        callbacks.PlotCurves._draw = timed("curves plot", callbacks.PlotCurves._draw)
     current[0] = "other"
-    api.prepare_data = timed("data load", api.prepare_data)
-    api.create_model = timed("model build + preflight", api.create_model)
-    api.preflight = timed("model build + preflight", api.preflight)
-    api.prepare_run_dir = timed("run folder + config.json", api.prepare_run_dir)
-    trainer.Trainer.__init__ = timed("trainer build (optimizer)", trainer.Trainer.__init__)
-    trainer.Trainer.train_epoch = timed("training", trainer.Trainer.train_epoch)
-    trainer.Trainer.evaluate = timed("evaluation", trainer.Trainer.evaluate)
-    callbacks.CheckpointSaver.on_epoch_end = timed("checkpoint writes", callbacks.CheckpointSaver.on_epoch_end)
-    callbacks.MetricsLogger.on_epoch_end = timed("metrics files", callbacks.MetricsLogger.on_epoch_end)
-    callbacks.PlotCurves._draw = timed("curves plot", callbacks.PlotCurves._draw)
     t = time.perf_counter()
     profiler = None
     if cprofile:
@@ -106,16 +110,20 @@ def child(argv: list[str], cprofile: bool) -> None:
     sys.stdout.flush()
     print("\nPHASES " + json.dumps({"started": started, "ended": time.time(), "phases": phases,
                                     "first_import": first_import}), flush=True)
+    if not teardown:
+        sys.stderr.flush()
+        os._exit(0)  # as divekit.cli.entry leaves: no interpreter teardown
 
 
-def run_once(argv: list[str], out_dir: str, cprofile: bool) -> dict:
+def run_once(argv: list[str], out_dir: str, cprofile: bool, teardown: bool = False) -> dict:
     """One child process; returns its phases with the interpreter start and exit added."""
     from common import cpu_ticks, steal_share  # benchmarks/common.py
 
     if argv[0] == "train":
         argv = [*argv, "--out", out_dir, "--no-progress"]
     ticks, spawned = cpu_ticks(), time.time()
-    proc = subprocess.run([sys.executable, __file__, "--child", *(["--cprofile"] if cprofile else []), "--", *argv],
+    flags = [*(["--cprofile"] if cprofile else []), *(["--teardown"] if teardown else [])]
+    proc = subprocess.run([sys.executable, __file__, "--child", *flags, "--", *argv],
                           capture_output=True, text=True)
     exited = time.time()
     line = next((x for x in proc.stdout.splitlines() if x.startswith("PHASES ")), None)
@@ -140,26 +148,41 @@ def importtime(argv: list[str], out_dir: str, top: int = 8) -> list[tuple[str, f
     return total.most_common(top)
 
 
+def whole_process(cmd: list[str], repeats: int) -> float:
+    """Median wall seconds of `cmd` as a fresh process, output discarded."""
+    walls = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        walls.append(time.perf_counter() - start)
+    return statistics.median(walls)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--commands", nargs="+", choices=list(COMMANDS), default=list(COMMANDS))
+    p.add_argument("--commands", nargs="+", choices=list(COMMANDS), default=list(COMMANDS)[:4])
     p.add_argument("--repeats", type=int, default=3, help="runs per command; the median of each phase is shown")
     p.add_argument("--data-dir", default=os.environ.get("DIVEKIT_DATA"))
     p.add_argument("--cprofile", action="store_true", help="also print each run's top 25 functions (cumulative)")
+    p.add_argument("--teardown", action="store_true",
+                   help="exit through the interpreter's teardown, as `divekit` did before divekit.cli.entry")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args, rest = p.parse_known_args()
     if args.child:
-        child(rest[1:] if rest[:1] == ["--"] else rest, args.cprofile)
+        child(rest[1:] if rest[:1] == ["--"] else rest, args.cprofile, args.teardown)
         return
     if args.data_dir:
         os.environ["DIVEKIT_DATA"] = args.data_dir
     from common import hardware
 
     print(hardware())
+    torch_s = whole_process([sys.executable, "-c", "import torch"], args.repeats)
+    print(f"`python -c 'import torch'`: {torch_s:.2f} s wall (median of {args.repeats})")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.commands:
             argv = COMMANDS[name]
-            runs = [run_once(argv, os.path.join(tmp, f"{name}-{i}"), args.cprofile) for i in range(args.repeats)]
+            runs = [run_once(argv, os.path.join(tmp, f"{name}-{i}"), args.cprofile, args.teardown)
+                    for i in range(args.repeats)]
             wall = statistics.median(r["wall"] for r in runs)
             steal = [r["steal"] for r in runs if r["steal"] is not None]
             stolen = f", host steal {100 * statistics.median(steal):.0f}%" if steal else ""
@@ -170,6 +193,10 @@ def main() -> None:
                     print(f"  {phase:<42} {s:7.3f} s  {100 * s / wall:5.1f}%")
             print("  first imported during: " + (", ".join(f"{k} ({v})" for k, v in runs[0]["first_import"].items())
                                                 or "-"))
+            plain = [*argv, "--out", os.path.join(tmp, f"{name}-plain"), "--no-progress"] if argv[0] == "train" else argv
+            direct = whole_process([sys.executable, "-m", "divekit", *plain], args.repeats)
+            print(f"  `python -m divekit {' '.join(argv)}` itself (no timers): {direct:.2f} s wall, "
+                  f"import torch + {direct - torch_s:.2f} s")
             top = importtime(argv, os.path.join(tmp, f"{name}-importtime"))
             print("  -X importtime, self ms per package: " + ", ".join(f"{k} {v:.0f}" for k, v in top))
 
