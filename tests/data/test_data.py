@@ -749,3 +749,37 @@ def test_resize_on_synthetic_linear_is_config_error():
 def test_unknown_dataset_option_is_config_error():
     with pytest.raises(ConfigError, match="bogus"):
         load_dataset("digits", bogus=1)
+
+
+def test_decoded_idx_files_are_cached_and_rebuilt_when_stale_or_corrupt(tmp_path, monkeypatch):
+    import os
+
+    from divekit.data import vision
+
+    monkeypatch.setenv("DIVEKIT_CACHE", str(tmp_path / "cache"))
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (6, 4, 4)), rng.integers(0, 10, 6), rng.integers(0, 256, (3, 4, 4)),
+              rng.integers(0, 10, 3)]
+    paths = tuple(write_idx(raw / f"{i}.gz", a, gz=True) for i, a in enumerate(arrays))
+    first = vision.load_idx_set.__wrapped__(paths)
+    cached = vision.decoded_cache_path(paths)
+    assert cached.is_file() and cached.parent.name == "decoded" and cached.name.startswith("FashionMNIST-")
+
+    decodes = []
+    real = vision.read_idx_pair
+    monkeypatch.setattr(vision, "read_idx_pair", lambda *a: decodes.append(a) or real(*a))
+    again = vision.load_idx_set.__wrapped__(paths)  # from the cache: no decoding
+    assert decodes == [] and all(torch.equal(a, b) for a, b in zip(first, again))
+    assert torch.equal(again[0][:, 0], torch.from_numpy(arrays[0].astype(np.uint8)))
+
+    cached.write_bytes(cached.read_bytes()[:100])  # a truncated cache file is decoded and written again
+    assert all(torch.equal(a, b) for a, b in zip(first, vision.load_idx_set.__wrapped__(paths)))
+    assert len(decodes) == 2 and cached.stat().st_size > 100
+
+    write_idx(paths[0], arrays[0][::-1].copy(), gz=True)  # the source changed: a new key, new tensors
+    os.utime(paths[0], ns=(1, 1))
+    changed = vision.load_idx_set.__wrapped__(paths)
+    assert vision.decoded_cache_path(paths) != cached
+    assert torch.equal(changed[0][:, 0], torch.from_numpy(arrays[0][::-1].astype(np.uint8)))
