@@ -24,14 +24,18 @@ import time
 
 from common import cpu_ticks, hardware, steal_share  # benchmarks/common.py
 
-# name -> (threads, extra environment); None threads: torch's default
+# name -> (threads, extra environment, import divekit before torch); None threads: torch's default.
+# divekit, imported first, sets OMP_WAIT_POLICY=PASSIVE; imported after torch it cannot change it.
 CONFIGS = {
-    "torch default (spin-wait)": (None, {}),
-    "1 thread": (1, {}),
-    "passive wait (divekit)": (None, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "torch default (spin-wait)": (None, {}, False),
+    "1 thread": (1, {}, False),
+    "divekit (passive wait)": (None, {}, True),
 }
 CHILD = """
-import sys, time, torch
+import sys, time
+if sys.argv[3] == "divekit-first":
+    import divekit as dk
+import torch
 import divekit as dk
 threads, steps = int(sys.argv[1]), int(sys.argv[2])
 if threads:
@@ -49,37 +53,41 @@ for i in range(steps + 3):
     loss.backward()
     opt.step()
     loss.item()
-print(time.perf_counter() - start, torch.get_num_threads())
+import os
+print(time.perf_counter() - start, torch.get_num_threads(), os.environ.get("OMP_WAIT_POLICY", "unset"))
 """
+SPINNER = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end: pass"
 
 
-def measure(threads: int | None, env: dict[str, str], steps: int) -> tuple[float, int]:
-    """Seconds for `steps` training steps in a fresh process, and its torch thread count."""
+def measure(threads: int | None, env: dict[str, str], divekit_first: bool, steps: int) -> tuple[float, int, str]:
+    """Seconds for `steps` training steps in a fresh process, its torch thread count and wait policy."""
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(threads or 0), str(steps)], env={**clean, **env},
-                         capture_output=True, text=True, check=True).stdout.split()
-    return float(out[0]), int(out[1])
+    order = "divekit-first" if divekit_first else "torch-first"
+    out = subprocess.run([sys.executable, "-c", CHILD, str(threads or 0), str(steps), order], env={**clean, **env},
+                         capture_output=True, text=True, check=True, timeout=600).stdout.split()
+    return float(out[0]), int(out[1]), out[2]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--max-busy-s", type=float, default=600, help="the spinning process is killed after this long")
+    p.add_argument("--max-busy-s", type=float, default=300, help="the spinning process ends itself after this long")
     args = p.parse_args()
     print(hardware())
     times: dict[tuple[str, bool], list[float]] = {(n, b): [] for n in CONFIGS for b in (False, True)}
     used: dict[str, int] = {}
+    policy: dict[str, str] = {}
     steal: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(args.rounds):
         for busy in (False, True):
-            spinner = subprocess.Popen(["timeout", str(args.max_busy_s), sys.executable, "-c", "while True: pass"]) \
-                if busy else None
+            # the spinner ends itself after --max-busy-s even if this script is killed
+            spinner = subprocess.Popen([sys.executable, "-c", SPINNER, str(args.max_busy_s)]) if busy else None
             try:
                 time.sleep(0.5 if busy else 0)  # let the spinner take its core
-                for name, (threads, env) in CONFIGS.items():
+                for name, (threads, env, divekit_first) in CONFIGS.items():
                     ticks = cpu_ticks()
-                    seconds, used[name] = measure(threads, env, args.steps)
+                    seconds, used[name], policy[name] = measure(threads, env, divekit_first, args.steps)
                     times[name, busy].append(seconds)
                     share = steal_share(ticks, cpu_ticks())
                     if share is not None:
@@ -91,10 +99,11 @@ def main() -> None:
     result = {}
     for name in CONFIGS:
         quiet, busy = statistics.median(times[name, False]), statistics.median(times[name, True])
-        result[name] = {"threads": used[name], "quiet_s": round(quiet, 3), "busy_s": round(busy, 3),
-                        "slowdown": round(busy / quiet, 2)}
-        print(f"{name:<28} {used[name]} threads: quiet {quiet:6.2f} s, one core busy {busy:6.2f} s -> "
-              f"{busy / quiet:4.2f}x slower")
+        result[name] = {"threads": used[name], "wait_policy": policy[name], "quiet_s": round(quiet, 3),
+                        "busy_s": round(busy, 3), "slowdown": round(busy / quiet, 2)}
+        print(f"{name:<28} {used[name]} threads, OMP_WAIT_POLICY {policy[name]}: quiet {quiet:6.2f} s, one core busy "
+              f"{busy:6.2f} s -> {busy / quiet:4.2f}x slower (runs: {times[name, False]} / {times[name, True]})",
+              flush=True)
     for busy, shares in steal.items():
         if shares:
             print(f"host steal while {'busy' if busy else 'quiet'}: {100 * statistics.median(shares):.0f}% of CPU time")
