@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -91,12 +92,12 @@ def attention_heatmap(weights, path: str | Path, xlabel: str = "keys", ylabel: s
     return save_figure(fig, path)
 
 
-def image_grid(images, nrow: int = 8, pad: int = 2) -> np.ndarray:
-    """Images (N, C, H, W) with values in [0, 1] tiled `nrow` to a row with `pad` white pixels between
-    them, as uint8 (rows, cols) for one channel or (rows, cols, 3) for RGB."""
+def image_grid(images, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """Images (N, C, H, W) with values in [0, 1] tiled `nrow` to a row (default: a square, ceil(sqrt N))
+    with `pad` white pixels between them, as uint8 (rows, cols) for one channel or (rows, cols, 3) for RGB."""
     images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
     n, c, h, w = images.shape
-    ncol = min(nrow, n)
+    ncol = min(nrow or math.ceil(math.sqrt(n)), n)
     rows = -(-n // ncol)
     grid = np.ones((c, rows * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)
     for i, img in enumerate(images):
@@ -107,7 +108,7 @@ def image_grid(images, nrow: int = 8, pad: int = 2) -> np.ndarray:
     return grid[0] if c == 1 else grid.transpose(1, 2, 0)  # (rows, cols) or (rows, cols, C)
 
 
-def save_image_grid(images, path: str | Path, nrow: int = 8) -> Path:
+def save_image_grid(images, path: str | Path, nrow: int | None = None) -> Path:
     """Save images (N, C, H, W) in [0, 1] as one PNG grid (see image_grid)."""
     from PIL import Image
 

@@ -171,12 +171,13 @@ class Discriminator(nn.Module):
         return self.net(2 * X - 1).flatten()  # (B,)
 
 
-@register_model("dcgan", defaults={"data": "fashion-mnist", "batch_size": 128, "epochs": 20, "optimizer": "adam",
-                                    "lr": 0.002}, tags=("gan", "generative"))
+@register_model("dcgan", defaults={"data": "fashion-mnist", "batch_size": 256, "epochs": 20, "optimizer": "adam",
+                                    "lr": 0.005}, tags=("gan", "generative"))
 def dcgan(in_shape=(1, 28, 28), latent_dim: int = 100, width: int = 64, beta1: float = 0.5):
     """DCGAN (book 20.2) for C x H x H images (H a multiple of 4: 28 for Fashion-MNIST, 32 with --resize 32):
-    a 100-d latent, transposed-convolution generator, convolutional discriminator, Adam with beta1 = 0.5,
-    weights from N(0, 0.02) and batch-norm scales from N(1, 0.02) (Radford et al.)."""
+    a 100-d latent, transposed-convolution generator, convolutional discriminator, the book's Adam
+    (lr 0.005 for both, beta1 = 0.5, batches of 256), weights from N(0, 0.02) and batch-norm scales
+    from N(1, 0.02) (Radford et al.)."""
     if len(tuple(in_shape)) != 3 or in_shape[1] != in_shape[2] or in_shape[1] % 4 or in_shape[1] < 8:
         raise ConfigError(f"dcgan generates square images whose side is a multiple of 4 (e.g. 1 x 28 x 28), got "
                           f"in_shape {tuple(in_shape)}: use --resize 28 or 32")

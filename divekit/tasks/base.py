@@ -27,6 +27,7 @@ class Task(ABC):
     name = "task"
     unit = "ex"  # what `n` counts, for throughput: examples (or tokens, for language models)
     manual_update = False  # True: the trainer calls train_step for the whole update (see module doc)
+    evaluates = True  # False: the held-out splits are not evaluated (a GAN's losses there judge nothing)
 
     @classmethod
     def from_config(cls, config, context: dict | None = None) -> "Task":

@@ -11,7 +11,7 @@ One optimizer holds both networks as two parameter groups (GAN.param_groups: D a
 each step leaves the other network's gradients empty, so the optimizer skips it: the same updates
 as the book's two optimizers, and one optimizer state for checkpoints and --resume.
 
-Metrics: loss_d and loss_g (the players' losses), d_real and d_fake (D's mean probability of
+Metrics, on the training batches only (see `evaluates`): loss_d and loss_g (the players' losses), d_real and d_fake (D's mean probability of
 "real" on real and on generated examples; 0.5 for both when G has won) and loss = loss_d + loss_g,
 the figure the trainer watches for NaN.
 """
@@ -32,6 +32,9 @@ class GANTask(Task):
 
     name = "gan"
     manual_update = True
+    # no held-out evaluation: the losses on test images judge neither player, and in eval mode D's
+    # batch norm would use running statistics mixed from real and generated batches
+    evaluates = False
 
     def default_loss(self, outputs, targets, training):
         real_logits, fake_logits = outputs
@@ -51,7 +54,7 @@ class GANTask(Task):
                 "d_real": torch.sigmoid(real_logits.detach()).sum(), "d_fake": torch.sigmoid(fake_logits.detach()).sum()}
 
     def step(self, model, batch):
-        """Both losses on a batch, without an update (evaluation on held-out real data)."""
+        """Both losses on a batch, without an update (what the preflight check runs)."""
         gan = unwrap(model)
         X = batch[0]
         n = X.shape[0]

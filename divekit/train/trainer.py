@@ -128,7 +128,7 @@ class Trainer:
                 self._call("on_epoch_start", self.epoch)
                 metrics = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch)}
                 last = self.epoch + 1 == self.config.epochs or self._out_of_time
-                if last or (self.epoch + 1) % self.config.eval_every == 0:
+                if self.task.evaluates and (last or (self.epoch + 1) % self.config.eval_every == 0):
                     for split, loader in self.data.loaders().items():
                         if split != "train":
                             metrics.update({f"{split}_{k}": v for k, v in self.evaluate(loader).items()})
