@@ -6,8 +6,18 @@ A dataset names its task (`DataBundle.task`, a string), unless the model names i
 
 # importing a module registers its tasks
 from . import bert, binary, detection, gan, segmentation  # noqa: F401
-from .base import (TASKS, Classification, LanguageModel, Regression, Seq2Seq, Task, make_task, perplexity, register_task,
-                   task_name)
+from .base import (
+    TASKS,
+    Classification,
+    LanguageModel,
+    Regression,
+    Seq2Seq,
+    Task,
+    make_task,
+    perplexity,
+    register_task,
+    task_name,
+)
 
 __all__ = ["TASKS", "Classification", "LanguageModel", "Regression", "Seq2Seq", "Task", "make_task", "perplexity",
            "register_task", "task_name"]

@@ -71,7 +71,7 @@ def test_one_dcgan_step_changes_both_networks_and_reports_both_losses():
 
 def test_toy_gan_learns_the_datas_mean_and_covariance(tmp_path):
     """The book's settings, seeded: 20 epochs of batches of 8 over the 1,000 points (~2 s)."""
-    result = dk.train(model="gan-toy", seed=0, device="cpu", out=str(tmp_path / "run"), plot=False,
+    result = dk.train(model="gan-toy", seed=0, device="cpu", out=str(tmp_path / "run"), plot=False, threads=1,
                       progress=False)
     real = dk.load_dataset("gaussian-2d", batch_size=8).train.tensors[0]
     errors = moment_errors(result.model, real)

@@ -23,7 +23,7 @@ def last_json(out: str) -> dict:
 
 
 def toy_run(tmp_path, name, **overrides):
-    return dk.train(model="gan-toy", out=str(tmp_path / name), device="cpu", progress=False,
+    return dk.train(model="gan-toy", out=str(tmp_path / name), device="cpu", progress=False, threads=1,
                     **{"plot": False, **overrides})
 
 
@@ -63,7 +63,7 @@ def fashion_fixture(tmp_path):
 def test_dcgan_on_fashion_mnist_from_the_cli(fashion_fixture, tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ["train", "dcgan", "--data", "fashion-mnist", "--data-dir", str(fashion_fixture), "--model-arg", "width=4",
-            "--batch-size", "16", "--epochs", "1", "--out", str(run_dir), "--no-plot", "--json"]
+            "--batch-size", "16", "--epochs", "1", "--out", str(run_dir), "--no-plot", "--threads", "1", "--json"]
     assert main(argv) == 0
     summary = last_json(capsys.readouterr().out)
     assert {"train_loss_d", "train_loss_g", "train_d_real", "train_d_fake"} <= summary.keys()
