@@ -209,7 +209,7 @@ def augment(out: Path, data_dir: str | None = None, seed: int = 0) -> dict:
 
 
 @demo("gan")
-def gan(out: Path, epochs: int | None = None, seed: int = 0) -> dict:
+def gan(out: Path, epochs: int | None = None, seed: int = 0, threads: int | None = None) -> dict:
     """The basic GAN on the book's 2-D Gaussian: generated vs real mean and covariance, and the
     points at a few epochs (book 20.1)."""
-    return toy_gan_demo(out, epochs=epochs, seed=seed)
+    return toy_gan_demo(out, epochs=epochs, seed=seed, threads=threads)

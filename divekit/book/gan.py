@@ -54,10 +54,11 @@ def moment_errors(model: GAN, real: torch.Tensor, n: int = 10_000, seed: int = 0
     }
 
 
-def toy_gan_demo(out: Path, epochs: int | None = None, seed: int = 0) -> dict:
+def toy_gan_demo(out: Path, epochs: int | None = None, seed: int = 0, threads: int | None = None) -> dict:
     """Train gan-toy on gaussian-2d with the book's settings (run folder `out/gan-toy`); returns the
-    real and generated moments, their errors and the plot of real vs generated points."""
-    cfg = resolve_config(model="gan-toy", seed=seed, device="cpu", epochs=epochs)
+    real and generated moments, their errors, the last epoch's metrics and the plot of real vs
+    generated points."""
+    cfg = resolve_config(model="gan-toy", seed=seed, device="cpu", epochs=epochs, threads=threads)
     data = load_dataset("gaussian-2d", batch_size=cfg.batch_size, seed=seed)
     result = fit(cfg.model, data, cfg, run_dir=Path(out) / "gan-toy", progress=False)
     real = data.train.tensors[0]
@@ -69,7 +70,7 @@ def toy_gan_demo(out: Path, epochs: int | None = None, seed: int = 0) -> dict:
         "real_cov": [[round(v, 4) for v in row] for row in torch.cov(real.T).tolist()],
         "generated_cov": [[round(v, 4) for v in row] for row in torch.cov(fake.T).tolist()],
         **{k: round(v, 4) for k, v in moment_errors(result.model, real, seed=seed).items()},
-        "loss_d": round(result.metrics["train_loss_d"], 4),
-        "loss_g": round(result.metrics["train_loss_g"], 4),
+        **{k: round(result.metrics[f"train_{k}"], 4) for k in ("loss_d", "loss_g", "d_real", "d_fake")},
+        "seconds": result.metrics["seconds"],
         "plot": str(result.run_dir / SAMPLE_POINTS),
     }
