@@ -1,6 +1,8 @@
 """GAN models (book 20.1-20.2): the losses from the formula against torch's, the toy GAN's and
 DCGAN's networks, and the two parameter groups."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -75,3 +77,12 @@ def test_dcgan_refuses_images_it_cannot_generate():
         create_model("dcgan", context={"in_shape": (1, 30, 30)})
     with pytest.raises(ConfigError, match="gan-toy generates points"):
         create_model("gan-toy", context={"in_shape": (1, 28, 28)})
+
+
+def test_summary_runs_a_gan_on_its_noise(capsys):
+    from divekit.models.summary import summary_main
+
+    assert summary_main("dcgan", json=True) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["input_shape"] == [100]  # z, for the 1 x 28 x 28 images it generates
+    assert report["total_params"] == 759_680 + 138_752  # generator + discriminator
