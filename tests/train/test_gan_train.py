@@ -24,7 +24,7 @@ def last_json(out: str) -> dict:
 
 def toy_run(tmp_path, name, **overrides):
     return dk.train(model="gan-toy", out=str(tmp_path / name), device="cpu", progress=False, threads=1,
-                    **{"plot": False, **overrides})
+                    data_args={"num_examples": 200}, **{"plot": False, **overrides})
 
 
 def test_resume_restores_both_optimizers_and_gives_the_uninterrupted_run(tmp_path):
