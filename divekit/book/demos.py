@@ -25,6 +25,7 @@ from ..train.trainer import Callback
 from .attention import nadaraya_watson_demo, positional_encoding_plot
 from .augmentation import augmentation_grids, book_image
 from .autoregression import autoregression_demo
+from .gan import toy_gan_demo
 from .generalization import polynomial_experiment, weight_decay_experiment
 from .logistic import hours_to_pass_demo
 from .stability import activation_plots, matrix_product_demo, plot_sigmoid_gradient, vanishing_gradient_demo
@@ -205,3 +206,10 @@ def augment(out: Path, data_dir: str | None = None, seed: int = 0) -> dict:
     """The book's augmentations of img/cat1.jpg: flips, random resized crops, color jitter (book 14.1)."""
     image = book_image("cat1.jpg", data_dir)
     return {"image": str(image), "seed": seed, "plots": augmentation_grids(image, out, seed=seed)}
+
+
+@demo("gan")
+def gan(out: Path, epochs: int | None = None, seed: int = 0, threads: int | None = None) -> dict:
+    """The basic GAN on the book's 2-D Gaussian: generated vs real mean and covariance, and the
+    points at a few epochs (book 20.1)."""
+    return toy_gan_demo(out, epochs=epochs, seed=seed, threads=threads)

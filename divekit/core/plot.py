@@ -1,7 +1,9 @@
-"""Plots of training curves, confusion matrices and attention weights (matplotlib, no display needed)."""
+"""Plots of training curves, confusion matrices, attention weights and generated samples
+(matplotlib, no display needed)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -13,8 +15,9 @@ def curves_figure(history: list[dict[str, float]], title: str = ""):
     """Loss (and accuracy or perplexity, if present) per epoch for every split, as the book plots them."""
     epochs = [h["epoch"] for h in history]
     keys = sorted({k for h in history for k in h})
-    panels = [(label, [k for k in keys if k.endswith(suffix)])
-              for label, suffix in (("loss", "_loss"), ("accuracy", "_acc"), ("perplexity", "_ppl"))]
+    panels = [(label, [k for k in keys if k.endswith(suffix)])  # a GAN's two losses: train_loss_d, train_loss_g
+              for label, suffix in (("loss", ("_loss", "_loss_d", "_loss_g")), ("accuracy", "_acc"),
+                                    ("perplexity", "_ppl"))]
     panels = [p for p in panels if p[1] or p[0] == "loss"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
     for ax, (label, names) in zip(axes[0], panels):
@@ -87,3 +90,48 @@ def attention_heatmap(weights, path: str | Path, xlabel: str = "keys", ylabel: s
                 axes[i, j].set_title(titles[j])
     fig.colorbar(image, ax=axes, shrink=0.6)
     return save_figure(fig, path)
+
+
+def image_grid(images, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """Images (N, C, H, W) with values in [0, 1] tiled `nrow` to a row (default: a square, ceil(sqrt N))
+    with `pad` white pixels between them, as uint8 (rows, cols) for one channel or (rows, cols, 3) for RGB."""
+    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+    n, c, h, w = images.shape
+    ncol = min(nrow or math.ceil(math.sqrt(n)), n)
+    rows = -(-n // ncol)
+    grid = np.ones((c, rows * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)
+    for i, img in enumerate(images):
+        r, col = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top:top + h, left:left + w] = img
+    grid = np.rint(grid * 255).astype(np.uint8)
+    return grid[0] if c == 1 else grid.transpose(1, 2, 0)  # (rows, cols) or (rows, cols, C)
+
+
+def save_image_grid(images, path: str | Path, nrow: int | None = None) -> Path:
+    """Save images (N, C, H, W) in [0, 1] as one PNG grid (see image_grid)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image_grid(images, nrow)).save(path, optimize=True)
+    return path
+
+
+def points_figure(real, generated: dict[str, np.ndarray], title: str = ""):
+    """2-D points: the real ones (blue) and the generated ones (orange), one panel per entry of
+    `generated` (e.g. {"epoch 1": ..., "epoch 20": ...}), as the book plots its toy GAN (20.1)."""
+    real = np.asarray(real)
+    fig, axes = plt.subplots(1, len(generated), figsize=(3.2 * len(generated), 3.2), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax, (label, points) in zip(axes[0], generated.items()):
+        points = np.asarray(points)
+        ax.scatter(real[:, 0], real[:, 1], s=4, alpha=0.4, label="real")
+        ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.4, label="generated")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

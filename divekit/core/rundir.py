@@ -6,6 +6,8 @@
         curves.png               loss and accuracy (or perplexity ...) per epoch
         checkpoint.safetensors   the last epoch: weights, optimizer, RNG and trainer state (--resume)
         best.safetensors         the best epoch by the monitored metric (weights only)
+        samples/epoch_001.png    a generative model's samples after each epoch (GANs on images)
+        samples.png              a GAN's generated points beside the real ones at a few epochs (2-D data)
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ METRICS_CSV = "metrics.csv"
 CURVES = "curves.png"
 LAST = "checkpoint.safetensors"
 BEST = "best.safetensors"
+SAMPLES = "samples"
+SAMPLE_POINTS = "samples.png"
+
+
+def sample_grid_path(run_dir: str | Path, epoch: int) -> Path:
+    """The grid of a generative run's samples after `epoch` (1-based)."""
+    return Path(run_dir) / SAMPLES / f"epoch_{epoch:03d}.png"
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:

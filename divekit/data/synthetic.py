@@ -1,4 +1,5 @@
-"""The book's synthetic regression data (section 3.3), registered as `synthetic-linear`."""
+"""The book's synthetic data: linear regression (section 3.3), registered as `synthetic-linear`, and
+the 2-D Gaussian a GAN learns to imitate (section 20.1), registered as `gaussian-2d`."""
 
 from __future__ import annotations
 
@@ -32,3 +33,25 @@ def synthetic_linear_data(*, batch_size, seed, device, w=(2.0, -3.4), b=4.2, noi
     test = TensorLoader(x_te, y_te, batch_size=batch_size, device=device)
     context = {"in_shape": (len(w_t),), "num_outputs": 1, "true_w": w_t, "true_b": b}
     return DataBundle("synthetic-linear", "regression", train, test, context=context)
+
+
+GAUSSIAN_A = ((1.0, 2.0), (-0.1, 0.5))
+GAUSSIAN_B = (1.0, 2.0)
+
+
+def gaussian_2d(n: int = 1000, A=GAUSSIAN_A, b=GAUSSIAN_B, seed: int = 0) -> torch.Tensor:
+    """The book's toy data for the basic GAN (20.1.1): X = Z A + b with Z ~ N(0, I), (n, 2); its
+    distribution is N(b, A^T A). Its own random stream, as synthetic_linear's."""
+    g = torch.Generator().manual_seed(2_000_003 + seed)
+    Z = torch.randn(n, 2, generator=g)
+    return Z @ torch.tensor(A) + torch.tensor(b)  # (n, 2)
+
+
+@register_dataset("gaussian-2d", defaults={"batch_size": 8, "epochs": 20}, tags=("generative",))
+def gaussian_2d_data(*, batch_size, seed, device, num_examples: int = 1000):
+    """The book's 2-D Gaussian X = Z A + b, A = [[1, 2], [-0.1, 0.5]], b = [1, 2]: 1,000 points for a GAN."""
+    X = gaussian_2d(int(num_examples), seed=seed)
+    train = TensorLoader(X, batch_size=batch_size, shuffle=True, device=device, seed=seed)
+    A, b = torch.tensor(GAUSSIAN_A), torch.tensor(GAUSSIAN_B)
+    context = {"in_shape": (2,), "true_mean": b.tolist(), "true_cov": (A.T @ A).tolist()}
+    return DataBundle("gaussian-2d", "gan", train, context=context)

@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     densenet,
     fastnet,
     fcn,
+    gan,
     googlenet,
     lenet,
     linear,

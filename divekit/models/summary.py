@@ -167,16 +167,18 @@ def summary_main(model_name: str, input_shape: str | None = None, json: bool = F
     else:
         shape = parse_shape(input_shape)
     model = create_model(model_name, context={"num_classes": 10, "in_shape": shape})
+    latent = getattr(model, "latent_dim", None)  # a GAN generates `shape` and runs D(G(z)) on noise z
+    run_shape = (latent,) if isinstance(latent, int) else shape
     try:
-        s = summary(model, shape)
+        s = summary(model, run_shape)
     except (RuntimeError, ValueError) as e:
         raise ConfigError(
             f"model {model_name!r} cannot take inputs of shape {shape}: {str(e).splitlines()[0]}. "
             "Choose another --input-shape."
         ) from None
     if json:
-        print(json_lib.dumps({"model": model_name, "input_shape": list(shape), **s.to_dict()}))
+        print(json_lib.dumps({"model": model_name, "input_shape": list(run_shape), **s.to_dict()}))
     else:
-        print(f"{model_name} for inputs of shape {shape}")
+        print(f"{model_name} for inputs of shape {run_shape}" + (f" (noise; it generates {shape})" if latent else ""))
         print(format_summary(s))
     return 0

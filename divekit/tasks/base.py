@@ -4,6 +4,10 @@ A task's `step` returns the mean loss to backpropagate, a dict of metric *sums* 
 as 0-dim tensors (kept on the device: reading them would stall the loop), and the number of
 examples. `summarize` turns totals over an epoch into the reported metrics. New kinds of
 training (language models, seq2seq, detection ...) add a task, not a new trainer.
+
+A task whose update is not one backward pass and one optimizer step (a GAN's alternating
+updates of two networks) sets `manual_update` and does the update itself in `train_step`, with
+the optimizer it asked for in `param_groups` (Lightning's manual optimization).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ..models.seq2seq import masked_cross_entropy
 class Task(ABC):
     name = "task"
     unit = "ex"  # what `n` counts, for throughput: examples (or tokens, for language models)
+    manual_update = False  # True: the trainer calls train_step for the whole update (see module doc)
+    evaluates = True  # False: the held-out splits are not evaluated (a GAN's losses there judge nothing)
 
     @classmethod
     def from_config(cls, config, context: dict | None = None) -> "Task":
@@ -49,6 +55,15 @@ class Task(ABC):
 
     def reset(self, loader) -> None:
         """Called before every pass over `loader` (a training epoch or an evaluation)."""
+
+    def param_groups(self, model, config) -> list[dict] | None:
+        """The optimizer's parameter groups for `model`, or None: all parameters at the config's lr."""
+        return None
+
+    def train_step(self, model, batch, optimizer) -> tuple[dict[str, torch.Tensor], int]:
+        """A `manual_update` task's whole update on one batch (backward passes and optimizer steps);
+        returns the metric sums and the number of examples, as `step` does."""
+        raise NotImplementedError(f"task {self.name!r} does not make its own updates (manual_update is False)")
 
 
 class Classification(Task):
@@ -182,6 +197,13 @@ def register_task(cls: type[Task]) -> type[Task]:
         raise ValueError(f"task {cls.name!r} is registered twice")
     TASKS[cls.name] = cls
     return cls
+
+
+def task_name(model, data) -> str:
+    """The task a run trains with: the one the model's class names (`GAN.task = "gan"`: a generative
+    model trains the same way on any images), else the dataset's (`DataBundle.task`)."""
+    own = getattr(type(unwrap(model)), "task", None)
+    return own if isinstance(own, str) else data.task
 
 
 def make_task(name: str, config=None, context: dict | None = None) -> Task:

@@ -23,8 +23,8 @@ from ..core.io import write_json_atomic
 from ..core.rundir import CONFIG, checkpoint_path
 from ..data.registry import DataBundle, dataset_entry, load_dataset
 from ..models.registry import MODELS, create_model
-from ..tasks import Task, make_task
-from .callbacks import Callback, CheckpointSaver, EarlyStopping, MetricsLogger, PlotCurves, ProgressBar
+from ..tasks import Task, make_task, task_name
+from .callbacks import Callback, CheckpointSaver, EarlyStopping, MetricsLogger, PlotCurves, ProgressBar, SampleGrid
 from .config import TrainConfig, coerce_fields, read_config_file, resolve
 from .finetune import prepare_finetune
 from .recipes import recipe
@@ -101,7 +101,7 @@ def preflight(model: torch.nn.Module, data: DataBundle, cfg: TrainConfig, task: 
     batch = next(iter(data.test or data.valid or data.train))
     device = resolve_device(cfg.device)
     one = tuple(t[:1].to(device) for t in batch)
-    task = task or make_task(data.task, cfg, data.context)
+    task = task or make_task(task_name(model, data), cfg, data.context)
     was_training = model.training
     model.to(device).eval()
     try:
@@ -124,13 +124,14 @@ def preflight(model: torch.nn.Module, data: DataBundle, cfg: TrainConfig, task: 
                               f"{did_you_mean(cfg.monitor, known)} Choose one of: {', '.join(known)}")
 
 
-def run_meta(cfg: TrainConfig, data: DataBundle, model_name: str) -> dict[str, Any]:
-    """What a checkpoint records to rebuild its model without the training data."""
+def run_meta(cfg: TrainConfig, data: DataBundle, model_name: str, task: str | None = None) -> dict[str, Any]:
+    """What a checkpoint records to rebuild its model without the training data (`task`: the one
+    it trained with, when the model named its own)."""
     return {
         "model": model_name,
         "model_args": cfg.model_args,
         "data": cfg.data,
-        "task": data.task,
+        "task": task or data.task,
         "classes": data.classes,
         "context": _json_safe(data.context),
         "config": cfg.to_dict(),
@@ -175,9 +176,10 @@ def fit(
     if cfg.init_from:  # fine-tuning: pretrained body, new head, per-group learning rates (divekit.train.finetune)
         params = prepare_finetune(model, data, cfg, load_weights=resume_from is None)
     check_precision(cfg)
+    task = task or make_task(task_name(model, data), cfg, data.context)
     preflight(model, data, cfg, task)
     run_dir = prepare_run_dir(cfg, run_dir)
-    cbs = standard_callbacks(cfg, data, name, run_dir, progress) + list(callbacks)
+    cbs = standard_callbacks(cfg, data, name, run_dir, progress, task) + list(callbacks)
 
     trainer = Trainer(model, data, cfg, task=task, callbacks=cbs, optimizer=optimizer, params=params)
     if resume_from is not None:
@@ -215,12 +217,15 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: str | Path | None | bool) -> Path
 
 
 def standard_callbacks(cfg: TrainConfig, data: DataBundle, name: str, run_dir: Path | None,
-                       progress: bool) -> list[Callback]:
+                       progress: bool, task: Task | None = None) -> list[Callback]:
     """The callbacks every run gets: progress bar, metrics files and checkpoints (with a run
-    folder), curves (unless --no-plot), and early stopping with --patience."""
+    folder), curves (unless --no-plot), early stopping with --patience, and a GAN's samples after
+    every epoch."""
     cbs: list[Callback] = [ProgressBar()] if progress else []
     if run_dir is not None:
-        cbs += [MetricsLogger(run_dir), CheckpointSaver(run_dir, run_meta(cfg, data, name))]
+        cbs += [MetricsLogger(run_dir), CheckpointSaver(run_dir, run_meta(cfg, data, name, task and task.name))]
+        if task is not None and task.name == "gan":
+            cbs.append(SampleGrid(run_dir, seed=cfg.seed, plot=cfg.plot))
     if cfg.plot:
         cbs.append(PlotCurves(run_dir, title=f"{name} on {data.name}"))
     if cfg.patience:

@@ -1,5 +1,5 @@
 """Callbacks: the base class with the trainer's hooks, and the standard ones: progress bar,
-metrics files, checkpoints, early stopping, curves.
+metrics files, checkpoints, early stopping, curves, a generative model's samples.
 
 Every callback that writes files does so only on the main process (rank 0).
 """
@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from tqdm.auto import tqdm
 
 from ..core import dist
 from ..core.checkpoint import checkpoint_payload, write_checkpoint
 from ..core.io import BackgroundWriter, write_json_atomic, write_text_atomic
-from ..core.rundir import BEST, CURVES, LAST, METRICS, METRICS_CSV
+from ..core.rundir import BEST, CURVES, LAST, METRICS, METRICS_CSV, SAMPLE_POINTS, sample_grid_path
 from .config import TrainConfig
 
 if TYPE_CHECKING:  # the trainer imports this module; the hooks' annotations only name its class
@@ -87,13 +88,14 @@ class ProgressBar(Callback):
 
     def on_log(self, trainer, logs):
         if self.bar is not None:
-            shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "acc", "ppl")}
+            shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "acc", "ppl", "loss_d", "loss_g")}
             shown[f"{trainer.task.unit}/s"] = f"{logs['per_s']:.0f}"
             self.bar.set_postfix(shown, refresh=False)
 
     def on_epoch_end(self, trainer, metrics):
         if self.bar is not None:
-            shown = {k: f"{v:.4g}" for k, v in metrics.items() if k.endswith(("_loss", "_acc", "_ppl"))}
+            shown = {k: f"{v:.4g}" for k, v in metrics.items()
+                     if k.endswith(("_loss", "_acc", "_ppl", "_loss_d", "_loss_g"))}
             self.bar.set_postfix(shown)
             self.bar.close()
             self.bar = None
@@ -252,3 +254,40 @@ class PlotCurves(Callback):
 
     def on_fit_end(self, trainer, metrics):
         self._draw(trainer, save=True)
+
+
+class SampleGrid(Callback):
+    """A generative model's samples (`model.sample`) after every epoch, from the same noise each time
+    (its own generator seeded with `seed`, so the run's random stream is untouched): images are saved
+    as a grid, samples/epoch_NNN.png in the run folder; 2-D points (the toy GAN) are kept and drawn
+    beside the real data at a few epochs as samples.png when training ends (unless `plot` is off)."""
+
+    def __init__(self, run_dir: str | Path, num: int = 64, seed: int = 0, plot: bool = True, panels: int = 4,
+                 num_points: int = 500):
+        self.run_dir, self.num, self.seed, self.plot, self.panels = Path(run_dir), num, seed, plot, panels
+        self.num_points = num_points
+        self.points: dict[int, Any] = {}  # epoch -> generated points (N, 2)
+
+    def on_epoch_end(self, trainer, metrics):
+        if not dist.is_main():
+            return
+        points = len(trainer.data.context.get("in_shape", ())) == 1  # 2-D data: many points, not a grid
+        num = self.num_points if points else self.num
+        samples = trainer.model.sample(num, torch.Generator().manual_seed(self.seed)).float().cpu()
+        if samples.dim() == 4:  # (N, C, H, W) images in [0, 1]
+            from ..core.plot import save_image_grid  # deferred: matplotlib costs ~400 ms at start-up
+
+            save_image_grid(samples.numpy(), sample_grid_path(self.run_dir, int(metrics["epoch"])))
+        elif samples.dim() == 2 and samples.shape[1] == 2:
+            self.points[int(metrics["epoch"])] = samples.numpy()
+
+    def on_fit_end(self, trainer, metrics):
+        if not (dist.is_main() and self.plot and self.points):
+            return
+        from ..core.plot import points_figure, save_figure
+
+        epochs = sorted(self.points)
+        picked = sorted({epochs[round(i * (len(epochs) - 1) / max(self.panels - 1, 1))] for i in range(self.panels)})
+        real = trainer.data.train.tensors[0][:1000].float().cpu().numpy()
+        fig = points_figure(real, {f"epoch {e}": self.points[e] for e in picked})
+        save_figure(fig, self.run_dir / SAMPLE_POINTS)

@@ -29,7 +29,7 @@ from ..core.errors import ConfigError, DivekitError, TrainingDiverged
 from ..data.registry import DataBundle
 from ..ops.optim import build_optimizer
 from ..ops.schedules import build_schedule
-from ..tasks import Task, make_task
+from ..tasks import Task, make_task, task_name
 from .callbacks import Callback, StopTraining, monitor_mode, monitor_name
 from .config import TrainConfig
 
@@ -46,8 +46,9 @@ class Trainer:
     """Trains `model` on `data` with `config`; `fit()` returns the last epoch's metrics.
 
     The optimizer is `optimizer` if given, else the config's over `params` (parameter groups, as
-    fine-tuning makes) or over all of the model's parameters. `restore(checkpoint)` continues a
-    run from its last checkpoint."""
+    fine-tuning makes), the task's parameter groups (a GAN's two networks) or all of the model's
+    parameters. A task with `manual_update` makes each step's update itself (`Task.train_step`).
+    `restore(checkpoint)` continues a run from its last checkpoint."""
 
     def __init__(
         self,
@@ -70,7 +71,12 @@ class Trainer:
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype else contextlib.nullcontext
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.data = data
-        self.task = task or make_task(data.task, config, data.context)
+        self.task = task or make_task(task_name(model, data), config, data.context)
+        if self.task.manual_update and (self.scaler is not None or config.grad_clip is not None or dist.is_distributed()):
+            raise ConfigError(f"the {self.task.name} task makes its own updates: it runs without --grad-clip, "
+                              "fp16 and torch.distributed (use bf16 or fp32 on one process)")
+        if params is None and optimizer is None:
+            params = self.task.param_groups(self.model, config)
         # the one place an optimizer is built: over `params` (e.g. fine-tuning's per-group rates) or all parameters
         self.optimizer = optimizer or build_optimizer(
             config.optimizer, self.model.parameters() if params is None else params, lr=config.lr,
@@ -122,7 +128,7 @@ class Trainer:
                 self._call("on_epoch_start", self.epoch)
                 metrics = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch)}
                 last = self.epoch + 1 == self.config.epochs or self._out_of_time
-                if last or (self.epoch + 1) % self.config.eval_every == 0:
+                if self.task.evaluates and (last or (self.epoch + 1) % self.config.eval_every == 0):
                     for split, loader in self.data.loaders().items():
                         if split != "train":
                             metrics.update({f"{split}_{k}": v for k, v in self.evaluate(loader).items()})
@@ -173,6 +179,9 @@ class Trainer:
     def train_step(self, batch) -> tuple[dict[str, torch.Tensor], int]:
         """One optimizer step on `batch`; returns the task's metric sums and its number of examples."""
         opt, cfg = self.optimizer, self.config
+        if self.task.manual_update:  # e.g. a GAN's two alternating updates
+            with self.autocast():
+                return self.task.train_step(self.train_model, batch, opt)
         loss, batch_sums, n = self._forward(batch, self.train_model)
         opt.zero_grad(set_to_none=True)
         if self.scaler is None:

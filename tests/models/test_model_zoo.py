@@ -103,8 +103,16 @@ def bert_case(name: str) -> Case:
     return Case({"vocab_size": VOCAB, "num_classes": 2}, inputs, None)
 
 
+def gan_case(name: str) -> Case:
+    """A GAN runs D(G(z)) on noise z (B, latent_dim): 2-D points for the toy GAN, 28x28 images for DCGAN."""
+    in_shape = _default_in_shape(name)
+    latent = inspect.signature(MODELS.get(name).factory).parameters["latent_dim"].default
+    return Case({"in_shape": in_shape}, lambda model: (torch.randn(BATCH, latent),), (latent,))
+
+
 # the family of a model is the first of these tags it has (mlp is tagged image and tabular: an image model)
 FAMILIES: dict[str, Callable[[str], Case]] = {
+    "gan": gan_case,
     "seq2seq": seq2seq_case,
     "bert": bert_case,
     "rnn": rnn_case,
