@@ -53,8 +53,10 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_BATCH = "test_batch.bin"
 META = "batches.meta.txt"
 MAX_BATCH_BYTES = 10_000 * RECORD_BYTES  # a real batch file holds exactly 10,000 records
-DEFAULTS = {"batch_size": 256, "epochs": 10, "optimizer": "adam", "lr": 0.001}  # book 14.1's settings
-REFETCH = "Delete it and run `divekit data download cifar10` (or the command again) to download it anew"
+# the optimizer and lr are the model's (resnet18-cifar's defaults are book 14.1's: Adam, lr 0.001)
+DEFAULTS = {"batch_size": 256, "epochs": 10}
+REFETCH = ("Delete cifar-10-binary.tar.gz (or the extracted cifar-10-batches-bin folder) from the data folder "
+           "and run `divekit data download cifar10` to download it again")
 
 
 def parse_batch(raw: bytes, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,7 +227,8 @@ def read_kaggle_cifar10(root: Path, size: int = SIDE, cache: bool = True) -> tup
         else:
             missing.append(f"train/{image_id}.png: listed in trainLabels.csv but missing")
     if not files:
-        raise DataError(f"{train} holds none of the images trainLabels.csv lists (ID.png): is {root} the Kaggle folder?")
+        raise DataError(f"{train} holds none of the images trainLabels.csv lists (ID.png): is {root} the Kaggle "
+                        "folder?")
     return decode_files(root, classes, files, missing, size, 3, cache, f"--data kaggle-cifar10 (root {root})")
 
 

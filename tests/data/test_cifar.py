@@ -125,7 +125,7 @@ def test_truncated_batch_bad_label_and_wrong_archive_name_the_file(data_dir, fix
     x, y = fixture_tensors[0][:60], fixture_tensors[1][:60]
     _rewrite(archive, "cifar-10-batches-bin/data_batch_3.bin", cifar.to_records(x, y)[:-100])
     with pytest.raises(DataError, match=r"data_batch_3\.bin holds 184,280 bytes, not a whole number of 3,073-byte.*"
-                                        r"truncated.*Delete it"):
+                                        r"truncated.*Delete cifar-10-binary.tar.gz"):
         cifar.load_cifar10(archive)
     bad = bytearray(cifar.to_records(x, y))
     bad[5 * 3073] = 12
