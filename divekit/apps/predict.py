@@ -1,12 +1,16 @@
-"""Predictions for new inputs: image files through a trained classifier, text from a language model."""
+"""Predictions for new inputs: image files through a trained classifier, text from a language model,
+and a Kaggle submission for a folder of images (`id,label`, book 14.13)."""
 
 from __future__ import annotations
 
+import csv
+from collections import Counter
 from pathlib import Path
 
 import torch
 
 from ..core.errors import DivekitError
+from ..core.io import atomic_write
 from ..data.images import read_image
 from ..data.text import Vocab
 from ..data.translation import preprocess_nmt
@@ -22,21 +26,74 @@ def load_image(path: str | Path, shape: tuple[int, int, int] | None = None, inve
     return 1 - x if invert else x
 
 
-@torch.no_grad()
-def predict_images(model: torch.nn.Module, meta: dict, paths, top: int = 3, invert: bool = False) -> list[dict]:
-    """Top-`top` classes with probabilities for each image file, for a run's classifier."""
+def _image_shape(meta: dict) -> tuple[int, int, int]:
+    """The (C, H, W) a run's image classifier takes; a DivekitError for any other run."""
     shape = meta["context"].get("in_shape")
-    classes = meta.get("classes")
     if meta["task"] != "classification" or not shape or len(shape) != 3:
         raise DivekitError(f"`divekit predict` takes image files for image classifiers; this run is a {meta['task']} "
                            f"model on {meta['data']!r}")
-    x = torch.stack([load_image(p, tuple(shape), invert) for p in paths])
+    return tuple(shape)
+
+
+@torch.no_grad()
+def predict_images(model: torch.nn.Module, meta: dict, paths, top: int = 3, invert: bool = False) -> list[dict]:
+    """Top-`top` classes with probabilities for each image file, for a run's classifier."""
+    shape = _image_shape(meta)
+    classes = meta.get("classes")
+    x = torch.stack([load_image(p, shape, invert) for p in paths])
     probs = torch.softmax(model(x.to(next(model.parameters()).device)).float(), dim=1).cpu()
     p, idx = probs.topk(min(top, probs.shape[1]), dim=1)
     return [
         {"input": str(path), "top": [{"class": classes[i], "prob": round(float(q), 4)} for q, i in zip(pr, ix.tolist())]}
         for path, pr, ix in zip(paths, p, idx)
     ]
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The files of `folder` (not its sub-folders), by numeric name when every name is a number
+    (Kaggle's test/1.png, test/2.png, ..., test/10.png), else by name."""
+    folder = Path(folder)
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
+    if not files:
+        raise DivekitError(f"{folder} holds no image files to predict")
+    numeric = all(f.stem.isdigit() for f in files)
+    return sorted(files, key=lambda f: (int(f.stem), f.name) if numeric else (0, f.name))
+
+
+@torch.no_grad()
+def predict_labels(model: torch.nn.Module, meta: dict, paths, batch_size: int = 256,
+                   invert: bool = False) -> list[str]:
+    """The most likely class name of each image file, decoded and classified `batch_size` at a time."""
+    shape, classes = _image_shape(meta), meta.get("classes")
+    device = next(model.parameters()).device
+    model.eval()
+    labels = []
+    for start in range(0, len(paths), batch_size):
+        x = torch.stack([load_image(p, shape, invert) for p in paths[start:start + batch_size]])  # (B, C, H, W)
+        labels += [classes[i] for i in model(x.to(device)).argmax(dim=1).tolist()]
+    return labels
+
+
+def write_submission(model: torch.nn.Module, meta: dict, inputs, out: str | Path, invert: bool = False) -> dict:
+    """Classify image files and folders of them (a folder's files in numeric order) and write
+    `out` as a Kaggle submission: the header `id,label`, then one row per image with its file name
+    without the extension and the predicted class name (book 14.13's submission.csv)."""
+    paths = [f for p in inputs for f in (image_files(p) if Path(p).is_dir() else [Path(p)])]
+    ids = [p.stem for p in paths]
+    repeated = [i for i, n in Counter(ids).items() if n > 1]
+    if repeated:
+        raise DivekitError(f"the inputs hold several images with the id {repeated[0]!r}: a submission needs one row "
+                           "per id; predict one folder at a time")
+    labels = predict_labels(model, meta, paths, invert=invert)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "label"])
+            writer.writerows(zip(ids, labels))
+
+    atomic_write(Path(out), write)
+    return {"out": str(out), "rows": len(ids), "columns": ["id", "label"]}
 
 
 def generate_text(model: torch.nn.Module, meta: dict, prefix: str, num_preds: int, temperature: float = 0.0,

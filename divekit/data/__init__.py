@@ -7,6 +7,7 @@ Importing this package registers every dataset: each module below registers thos
 from . import (  # noqa: F401
     bert,
     binary,
+    cifar,
     csv_data,
     detection,
     folder,

@@ -96,10 +96,12 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[Path]]:
     return [d.name for d in class_dirs], files, stray
 
 
-def cache_path(root: Path, files: list[tuple[Path, int]], size: int, channels: int) -> Path:
-    """Where the decoded tensors of this folder, in this state, at this size are cached."""
+def cache_path(root: Path, files: list[tuple[Path, int]], size: int, channels: int,
+               classes: list[str] | None = None) -> Path:
+    """Where the decoded tensors of this folder, in this state, at this size are cached; the class
+    names are part of the key, since a label file (Kaggle's trainLabels.csv) can rename them."""
     listing = [(str(f.relative_to(root)), label, f.stat().st_size, f.stat().st_mtime_ns) for f, label in files]
-    key = json.dumps([FORMAT_VERSION, str(root.resolve()), size, channels, listing])
+    key = json.dumps([FORMAT_VERSION, str(root.resolve()), size, channels, listing] + ([classes] if classes else []))
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return hub.cache_dir() / "folders" / f"{root.resolve().name}-{size}px-{channels}ch-{digest}.safetensors"
 
@@ -115,7 +117,16 @@ def decode_folder(root: str | Path, size: int = 64, channels: int = 3,
         raise DataError(f"--data-arg size must be a positive image size, got {size}")
     root = image_root(root)
     classes, files, stray = scan(root)
-    path = cache_path(root, files, size, channels)
+    return decode_files(root, classes, files, [f"{p.name}: outside the class folders" for p in stray], size, channels,
+                        cache, f"--data folder:{root}")
+
+
+def decode_files(root: Path, classes: list[str], files: list[tuple[Path, int]], skipped: list[str], size: int,
+                 channels: int, cache: bool, source: str) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    """decode_folder's work on a listing of (file under `root`, class index): the images (N, C, size,
+    size) uint8, labels (N,), `classes` and the skipped files, read from the cache when it holds this
+    listing. `skipped` starts the list of skipped files; `source` names the data in errors."""
+    path = cache_path(root, files, size, channels, classes)
     if cache and path.is_file():
         try:
             tensors, header = read_safetensors(path, HEADER_KEY)
@@ -123,7 +134,7 @@ def decode_folder(root: str | Path, size: int = 64, channels: int = 3,
         except (DataError, KeyError, TypeError, ValueError):
             pass  # an unreadable cache file is rebuilt below
     mode = "RGB" if channels == 3 else "L"
-    images, labels, skipped = [], [], [f"{p.name}: outside the class folders" for p in stray]
+    images, labels, skipped = [], [], list(skipped)
     for f, label in files:
         try:
             images.append(read_image(f, mode, size))
@@ -133,7 +144,7 @@ def decode_folder(root: str | Path, size: int = 64, channels: int = 3,
     counts = torch.bincount(torch.tensor(labels, dtype=torch.long), minlength=len(classes))
     empty = [c for c, n in zip(classes, counts.tolist()) if n == 0]
     if empty:
-        raise DataError(f"--data folder:{root}: class folder(s) {empty} hold no readable image"
+        raise DataError(f"{source}: class(es) {empty} hold no readable image"
                         + (f" ({len(skipped)} files skipped: {skipped[:3]})" if skipped else ""))
     x = torch.stack(images)  # (N, C, size, size)
     y = torch.tensor(labels, dtype=torch.long)

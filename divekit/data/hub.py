@@ -126,10 +126,12 @@ DATA_HUB: dict[str, tuple[RemoteFile, ...]] = {
                               extract_to="banana-detection", provides="banana-detection/bananas_train/label.csv"),),
     "voc2012": (_d2l("VOCtrainval_11-May-2012.tar", "4e443f8a2eca6b1dac8a6c57641b67dd40621a49",
                      extract_to="VOCdevkit", provides="VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt"),),
+    # the binary version, read straight from the tar (divekit.data.cifar); its MD5 is the one the
+    # CIFAR page publishes. Never the pickled cifar-10-python.tar.gz.
     "cifar10": (RemoteFile(
-        "cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
-        "md5:c58f30108f718f92721af3b95e74349a",  # torchvision's CIFAR10.tgz_md5
-        extract_to="cifar-10-batches-py", provides="cifar-10-batches-py/data_batch_1"),),
+        "cifar-10-binary.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
+        "md5:c32a1d4ab5d03f1284b67883e8d87530",
+        extract_to="cifar-10-batches-bin", provides="cifar-10-batches-bin/test_batch.bin"),),
     "cifar10-tiny": (_d2l("kaggle_cifar10_tiny.zip", "2068874e4b9a9f0fb07ebe0ad2b29754449ccacd",
                           extract_to="kaggle_cifar10_tiny", provides="kaggle_cifar10_tiny/trainLabels.csv"),),
     "hotdog": (_d2l("hotdog.zip", "fba480ffa8aa7e0febbb511d181409f899b9baa5",

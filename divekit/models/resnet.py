@@ -12,6 +12,10 @@ ResNet-18 layer by layer for a 1x96x96 image (the size the book trains at):
 4 conv layers per stage * 4 stages + the stem conv + the dense layer = 18 layers. ResNet-34 has
 (3, 4, 6, 3) blocks per stage; ResNet-50 has (3, 4, 6, 3) bottleneck blocks whose outputs are 4x
 wider (256 ... 2048 channels). Any image size works.
+
+`resnet18-cifar` is the book's d2l.resnet18 (13.6, trained on CIFAR-10 in 14.1): the same stages
+after a small stem, a 3x3 stride-1 conv without max pooling, so a 3x32x32 image keeps its 32x32
+in b2 and ends at 512x4x4 before the pooling.
 """
 
 from __future__ import annotations
@@ -42,12 +46,20 @@ def resnet_stage(block: type[Residual] | type[Bottleneck], num_residuals: int, i
     return nn.Sequential(*blks), in_channels
 
 
+def small_stem(in_channels: int, num_channels: int = 64) -> nn.Sequential:
+    """d2l.resnet18's b1 for small images (book 13.6): 3x3 conv (stride 1, padding 1), BN, ReLU; H and W are kept."""
+    return nn.Sequential(nn.Conv2d(in_channels, num_channels, kernel_size=3, stride=1, padding=1),
+                         nn.BatchNorm2d(num_channels), nn.ReLU())
+
+
 class ResNet(BookNet):
-    """Stem b1, one stage per (num_residuals, num_channels) in `arch` (b2, b3, ...), then `last`: pool, flatten, dense."""
+    """Stem b1, one stage per (num_residuals, num_channels) in `arch` (b2, b3, ...), then `last`: pool, flatten, dense.
+
+    `small_input` swaps the 7x7 stride-2 stem and its max pool for `small_stem` (32x32 images)."""
 
     def __init__(self, arch: Sequence[tuple[int, int]], num_classes: int = 10, in_shape: Sequence[int] = (1, 96, 96),
-                 block: type[Residual] | type[Bottleneck] = Residual):
-        layers = OrderedDict(b1=stem(in_shape[0], 64))
+                 block: type[Residual] | type[Bottleneck] = Residual, small_input: bool = False):
+        layers = OrderedDict(b1=(small_stem if small_input else stem)(in_shape[0], 64))
         channels = 64
         for i, (num_residuals, num_channels) in enumerate(arch):
             layers[f"b{i + 2}"], channels = resnet_stage(block, num_residuals, channels, num_channels, first_block=i == 0)
@@ -66,6 +78,13 @@ _TAGS = ("image", "cnn")
 def resnet18(num_classes: int = 10, in_shape=(1, 96, 96)):
     """ResNet-18: (2, 2, 2, 2) residual blocks of 64, 128, 256, 512 channels (book 8.6)."""
     return ResNet(((2, 64), (2, 128), (2, 256), (2, 512)), num_classes, tuple(in_shape))
+
+
+@register_model("resnet18-cifar", defaults={"data": "cifar10", "optimizer": "adam", "lr": 0.001, "batch_size": 256,
+                                           "epochs": 10}, tags=_TAGS)
+def resnet18_cifar(num_classes: int = 10, in_shape=(3, 32, 32)):
+    """ResNet-18 for 32x32 images, the book's d2l.resnet18: a 3x3 stride-1 stem, no max pool (book 13.6, 14.1)."""
+    return ResNet(((2, 64), (2, 128), (2, 256), (2, 512)), num_classes, tuple(in_shape), small_input=True)
 
 
 @register_model("resnet34", defaults=_DEFAULTS, tags=_TAGS)

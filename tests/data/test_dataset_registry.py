@@ -28,6 +28,8 @@ FIXTURE_TESTS = {
     "wikitext-2": "data/test_bert_data.py::test_read_wiki_from_the_wikitext2_layout",
     "snli-bert": "data/test_bert_data.py::test_snli_bert_from_the_snli_layout",
     "banana-detection": "models/test_ssd.py::test_banana_detection_reads_an_extracted_archive_in_the_data_folder",
+    "cifar10": "data/test_cifar.py::test_archive_round_trip_in_the_official_layout",
+    "kaggle-cifar10": "data/test_cifar.py::test_kaggle_layout_reads_labels_by_class_name",
 }
 
 

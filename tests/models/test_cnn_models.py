@@ -13,11 +13,11 @@ from divekit.models import create_model, list_models
 # GoogLeNet and ResNet take any size (every pool is padded); 16x16 keeps a few pixels after the stem.
 TEST_SIZES = {
     "alexnet": 65, "nin": 67, "vgg11": 32, "vgg11-small": 32, "densenet": 29,
-    "googlenet": 16, "resnet18": 16, "resnet34": 16, "resnet50": 16,
+    "googlenet": 16, "resnet18": 16, "resnet18-cifar": 16, "resnet34": 16, "resnet50": 16,
 }
 
 CNNS = ["lenet", "lenet-modern", "lenet-bn", "lenet-bn-concise", "alexnet", "vgg11", "vgg11-small", "nin",
-        "googlenet", "resnet18", "resnet34", "resnet50", "densenet", "fastnet"]
+        "googlenet", "resnet18", "resnet18-cifar", "resnet34", "resnet50", "densenet", "fastnet"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -80,6 +80,42 @@ def test_resnet_deeper_variants():
     assert len([m for m in r34.modules() if isinstance(m, nn.Conv2d)]) == 1 + 2 * (3 + 4 + 6 + 3) + 3  # + 3 shortcuts
     assert len([m for m in r50.modules() if isinstance(m, nn.Conv2d)]) == 1 + 3 * (3 + 4 + 6 + 3) + 4
     assert r50.net.last[-1].in_features == 2048
+
+
+def d2l_resnet18(num_classes: int, in_channels: int) -> nn.Sequential:
+    """The book's d2l.resnet18 (13.6), as the book writes it: a 3x3 stem and four resnet_blocks."""
+    from divekit.models.layers import Residual
+
+    def resnet_block(in_ch, out_ch, num_residuals, first_block=False):
+        return nn.Sequential(*[Residual(in_ch, out_ch, use_1x1conv=True, strides=2) if i == 0 and not first_block
+                               else Residual(out_ch, out_ch) for i in range(num_residuals)])
+
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+        resnet_block(64, 64, 2, first_block=True), resnet_block(64, 128, 2), resnet_block(128, 256, 2),
+        resnet_block(256, 512, 2), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(512, num_classes))
+
+
+def test_resnet18_cifar_is_the_books_d2l_resnet18():
+    torch.manual_seed(0)
+    ours = create_model("resnet18-cifar", context={"num_classes": 10, "in_shape": (3, 32, 32)})
+    book = d2l_resnet18(10, 3)
+    ours_state, book_state = ours.state_dict(), book.state_dict()
+    assert [v.shape for v in ours_state.values()] == [v.shape for v in book_state.values()]
+    book.load_state_dict(dict(zip(book_state, ours_state.values())))
+    X = torch.randn(4, 3, 32, 32)
+    shapes, Y = [], X
+    with torch.no_grad():
+        for blk in ours.eval().net:
+            Y = blk(Y)
+            shapes.append(tuple(Y.shape))
+    assert shapes == [(4, 64, 32, 32), (4, 64, 32, 32), (4, 128, 16, 16), (4, 256, 8, 8), (4, 512, 4, 4), (4, 10)]
+    ours.train(), book.train()
+    out_ours, out_book = ours(X), book(X)
+    torch.testing.assert_close(out_ours, out_book)
+    out_ours.square().sum().backward(), out_book.square().sum().backward()
+    torch.testing.assert_close(ours.net.b1[0].weight.grad, book[0].weight.grad)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in book.parameters()) == 11_176_970
 
 
 def test_book_output_shapes():
