@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     logistic,
     mlp,
     nin,
+    rcnn,
     resnet,
     rnn,
     seq2seq,
