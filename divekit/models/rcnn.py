@@ -11,7 +11,8 @@ that model, at the size of the book's TinySSD:
    pixel anchors of 4 sizes and 3 ratios (`multibox_prior`, 6 per pixel); per anchor two 1x1
    convolutions predict object vs background scores and four offsets. The decoded boxes of the
    `pre_nms` best anchors go through NMS (IoU 0.7) and the `num_rois` best survivors are the
-   proposals (no gradient flows through them, as in the book's alternating-free joint training);
+   proposals (constants to the head: no gradient reaches the RPN through them, Faster R-CNN's
+   approximate joint training);
 3. **RoI head**: the proposals (in training, with the ground-truth boxes added, so the head sees
    positives from the first step) are RoI-pooled (`divekit.ops.roi.roi_pool`, or RoI Align with
    `roi_op="align"`) to 4x4 cells of the feature map, flattened, two fully connected layers of

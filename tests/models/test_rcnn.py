@@ -34,6 +34,13 @@ def test_output_format_and_the_ground_truth_joins_the_proposals():
     assert torch.equal(trained.rois[0, 17], trained.rois[0, 0])
 
 
+def test_a_bad_roi_op_is_a_config_error():
+    from divekit.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="roi_op must be pool .* or align"):
+        dk.create_model("fast-rcnn", roi_op="max")
+
+
 def test_proposals_are_the_best_anchors_after_nms():
     net = FastRCNN(num_rois=5, pre_nms=20)
     anchors = torch.tensor([[[0.0, 0, 0.5, 0.5], [0.02, 0, 0.52, 0.5], [0.5, 0.5, 1, 1], [0, 0.5, 0.5, 1]]])
@@ -94,20 +101,36 @@ def test_detection_task_trains_the_head_on_the_ground_truth():
     assert loss.requires_grad and set(sums) == {"loss", "cls_err", "bbox_mae", "anchors"}
 
 
+def test_trains_and_evaluates_on_the_real_banana_detection_layout(tmp_path):
+    from divekit.apps.detect import evaluate
+    from divekit.data.detection import write_synthetic_detection
+
+    # d2l's banana-detection.zip, extracted in the data folder: bananas_train/ and bananas_val/
+    write_synthetic_detection(tmp_path / "banana-detection", num_train=4, num_val=2, image_size=64)
+    data = dk.load_dataset("banana-detection", batch_size=4, seed=0, data_dir=str(tmp_path))
+    torch.manual_seed(0)
+    model = dk.create_model("fast-rcnn", context=data.context)
+    loss, _, n = Detection().step(model.train(), next(iter(data.train)))
+    loss.backward()
+    assert n == 4 and torch.isfinite(loss)
+    report = evaluate(model, data.valid)
+    assert report["n"] == 2 and 0 <= report["map50"] <= 1
+
+
 def test_train_and_detect_cli(tmp_path, monkeypatch, capsys):
-    """`divekit train fast-rcnn` on 16 generated 64x64 images, 6 epochs: the loss falls; then
+    """`divekit train fast-rcnn` on 16 generated 64x64 images, 4 epochs: the loss falls; then
     `divekit detect` draws and prints boxes from its checkpoint and reports mAP."""
     from divekit.cli import main
 
     monkeypatch.setenv("DIVEKIT_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
     argv = ["train", "fast-rcnn", "--data", "bananas-synthetic", "--data-arg", "num_train=16", "--data-arg",
-            "num_val=4", "--data-arg", "image_size=64", "--epochs", "6", "--batch-size", "8", "--seed", "0",
+            "num_val=4", "--data-arg", "image_size=64", "--epochs", "4", "--batch-size", "8", "--seed", "0",
             "--out", str(run), "--no-progress", "--no-plot", "--json"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     losses = [epoch["train_loss"] for epoch in json.loads((run / "metrics.json").read_text())]
-    assert summary["epochs"] == 6 and losses[-1] < 0.7 * losses[0], losses
+    assert summary["epochs"] == 4 and losses[-1] < 0.7 * losses[0], losses
     (image,) = (tmp_path / "cache" / "bananas-synthetic").glob("*/bananas_val/images/0.png")
     assert main(["detect", str(run), str(image), "--threshold", "0", "--out", str(tmp_path / "d"), "--evaluate",
                  "--json"]) == 0
