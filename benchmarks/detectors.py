@@ -9,6 +9,12 @@ for both), then `divekit detect RUN --evaluate` gives its validation mAP@0.5. Tr
 the images of all epochs over the trainer's training seconds (evaluation excluded); inference
 images/s times `predict_boxes` (forward, decoding and NMS) over the validation split in eval mode,
 after one warm-up pass. The last line is one JSON object.
+
+    python benchmarks/detectors.py --speed --image-size 128 --batch-size 16 --rounds 3
+
+`--speed` trains nothing to the end: it times training steps (forward, loss, backward, SGD step)
+and inference batches (predict_boxes) of the models on one generated batch, interleaved
+A B A B for `--rounds` rounds, and reports the medians, so that a busy machine slows both alike.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -64,6 +71,50 @@ def run(model: str, seed: int, args, out: Path) -> dict:
             "params": sum(p.numel() for p in load_detector(run_dir)[0].parameters())}
 
 
+def speed(models: list[str], args) -> dict:
+    """Median images/s of training steps and inference batches, the models interleaved."""
+    from divekit.models import create_model
+    from divekit.tasks.detection import Detection
+
+    data = load_dataset("bananas-synthetic", batch_size=args.batch_size, seed=0, device="cpu",
+                        num_train=args.batch_size, num_val=args.batch_size, image_size=args.image_size)
+    X, Y = next(iter(data.train))
+    task = Detection()
+    nets = {}
+    for name in models:
+        torch.manual_seed(0)
+        net = create_model(name, context=data.context)
+        nets[name] = (net, torch.optim.SGD(net.parameters(), lr=0.01))
+    rates: dict[str, dict[str, list[float]]] = {m: {"train": [], "infer": []} for m in models}
+
+    def train_steps(name, steps):
+        net, opt = nets[name]
+        net.train()
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss, _, _ = task.step(net, (X, Y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return steps * X.shape[0] / (time.perf_counter() - start)
+
+    def infer_batches(name, steps):
+        net = nets[name][0]
+        start = time.perf_counter()
+        for _ in range(steps):
+            predict_boxes(net, X)
+        return steps * X.shape[0] / (time.perf_counter() - start)
+
+    for name in models:  # warm-up
+        train_steps(name, 1)
+        infer_batches(name, 1)
+    for _ in range(args.rounds):
+        for name in models:
+            rates[name]["train"].append(train_steps(name, args.steps))
+            rates[name]["infer"].append(infer_batches(name, args.steps))
+    return {name: {k: statistics.median(v) for k, v in r.items()} | {"runs": r} for name, r in rates.items()}
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="fast-rcnn,tiny-ssd")
@@ -74,6 +125,9 @@ def parse(argv=None):
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", default="runs/detectors")
+    p.add_argument("--speed", action="store_true", help="only time interleaved training steps and inference")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=3, help="with --speed: steps (batches) per timing")
     return p.parse_args(argv)
 
 
@@ -81,6 +135,13 @@ if __name__ == "__main__":
     args = parse()
     out = Path(args.out)
     print(hardware(), f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    if args.speed:
+        result = speed(args.models.split(","), args)
+        for name, r in result.items():
+            print(f"{name}: train {r['train']:.1f} images/s, inference {r['infer']:.1f} images/s")
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        print(json.dumps({"args": vars(args), "speed": result, "threads": torch.get_num_threads()}))
+        raise SystemExit(0)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for model in args.models.split(","):
