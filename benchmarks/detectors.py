@@ -15,6 +15,8 @@ after one warm-up pass. The last line is one JSON object.
 `--speed` trains nothing to the end: it times training steps (forward, loss, backward, SGD step)
 and inference batches (predict_boxes) of the models on one generated batch, interleaved
 A B A B for `--rounds` rounds, and reports the medians, so that a busy machine slows both alike.
+The models are the seed-0 runs under `--out` when they exist (trained: inference then costs what
+it costs in use), else freshly initialized ones.
 """
 
 from __future__ import annotations
@@ -83,7 +85,10 @@ def speed(models: list[str], args) -> dict:
     nets = {}
     for name in models:
         torch.manual_seed(0)
-        net = create_model(name, context=data.context)
+        trained = Path(args.out) / f"{name}-seed0"
+        # a trained detector keeps few boxes above multibox_detection's 0.01 floor; an untrained
+        # TinySSD keeps thousands, and its NMS then dominates inference
+        net = load_detector(trained, "last")[0] if trained.is_dir() else create_model(name, context=data.context)
         nets[name] = (net, torch.optim.SGD(net.parameters(), lr=0.01))
     rates: dict[str, dict[str, list[float]]] = {m: {"train": [], "infer": []} for m in models}
 
