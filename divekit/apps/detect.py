@@ -2,6 +2,7 @@
 
     divekit detect runs/tiny-ssd-bananas-synthetic-... banana.jpg --threshold 0.9 --out detections
     divekit detect runs/tiny-ssd-bananas-synthetic-... --evaluate --json     # class err, bbox MAE, mAP@0.5
+    divekit detect runs/fast-rcnn-bananas-synthetic-... banana.jpg              # a two-stage detector: the same
 
 Each image is resized to the size the model was trained at (as the book feeds its 256x256
 banana.jpg), its boxes are predicted with `multibox_detection` (NMS threshold 0.5) and those
@@ -16,6 +17,7 @@ import torch
 
 from ..core.errors import DivekitError
 from ..data.registry import load_dataset
+from ..models.rcnn import RCNNOutput, rcnn_detection
 from ..ops.boxes import draw_boxes, mean_average_precision, multibox_detection
 from ..tasks.detection import Detection
 from ..train.api import load_run
@@ -25,13 +27,17 @@ from .predict import load_image
 @torch.no_grad()
 def predict_boxes(model: torch.nn.Module, X: torch.Tensor, nms_threshold: float = 0.5) -> torch.Tensor:
     """(B, A, 6) rows (class, confidence, x1, y1, x2, y2) in normalized coordinates for images
-    X (B, 3, H, W) in [0, 1]; class -1: background or suppressed."""
+    X (B, 3, H, W) in [0, 1]; class -1: background or suppressed. A is the anchors of a
+    single-shot model (TinySSD), or the RoIs of a two-stage one (fast-rcnn)."""
     was_training = model.training
     model.eval()
     try:
-        anchors, cls_preds, bbox_preds = model(X)
+        outputs = model(X)
     finally:
         model.train(was_training)
+    if isinstance(outputs, RCNNOutput):  # a two-stage model: its RoIs' boxes and classes
+        return rcnn_detection(outputs, nms_threshold)
+    anchors, cls_preds, bbox_preds = outputs
     cls_probs = torch.softmax(cls_preds.float(), dim=2).permute(0, 2, 1)  # (B, 1 + C, A)
     return multibox_detection(cls_probs, bbox_preds.float(), anchors, nms_threshold=nms_threshold)
 

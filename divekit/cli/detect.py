@@ -9,9 +9,9 @@ from .common import device, print_json
 def add_parser(sub) -> None:
     """Register `divekit detect`."""
     p = sub.add_parser("detect", help="draw a detection run's boxes on images; --evaluate: mAP on its validation split",
-                       description="Detect objects in images with a trained detector (e.g. tiny-ssd) and save them "
+                       description="Detect objects in images with a trained detector (e.g. tiny-ssd, fast-rcnn) and save them "
                                    "with the boxes drawn.")
-    p.add_argument("run_dir", help="a detection run folder (e.g. `divekit train tiny-ssd`)")
+    p.add_argument("run_dir", help="a detection run folder (e.g. `divekit train tiny-ssd` or `fast-rcnn`)")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (png, jpg, ...)")
     p.add_argument("--threshold", type=float, default=0.9, help="draw boxes scored at least this (default 0.9)")
     p.add_argument("--nms-threshold", type=float, default=0.5, help="IoU above which NMS drops a box (default 0.5)")

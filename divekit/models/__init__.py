@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     logistic,
     mlp,
     nin,
+    rcnn,
     resnet,
     rnn,
     seq2seq,
