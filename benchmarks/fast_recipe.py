@@ -56,6 +56,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default="bench-fast")
     p.add_argument("--skip-resnet", action="store_true")
+    p.add_argument("--skip-curve", action="store_true", help="no extra run evaluated every epoch (and no plot)")
     args = p.parse_args()
     out = Path(args.out)
     print(hardware(), flush=True)
@@ -67,8 +68,8 @@ def main() -> None:
               f"({r['epochs']} epochs{stolen})", flush=True)
         fast.append(r)
     # the recipe evaluates once, at the end; one more run evaluates every epoch to draw the curve
-    curve_run = run(["--recipe", "fast", "--seed", str(args.seeds[0]), "--eval-every", "1"], out / "fast-curve",
-                    args.data_dir)
+    curve_run = None if args.skip_curve else run(
+        ["--recipe", "fast", "--seed", str(args.seeds[0]), "--eval-every", "1"], out / "fast-curve", args.data_dir)
     (acc, acc_sd), (wall, wall_sd) = mean_std([r["test_acc"] for r in fast]), mean_std([r["wall_s"] for r in fast])
     print(f"fast recipe: test acc {acc:.4f} +- {acc_sd:.4f}, wall {wall:.1f} +- {wall_sd:.1f} s")
     result = {"hardware": hardware(), "fast_curve_run": curve_run,
@@ -78,6 +79,9 @@ def main() -> None:
         resnet = run(["resnet18", "--data", "fashion-mnist", "--time-limit", f"{budget:.0f}"], out / "resnet18", args.data_dir)
         print(f"resnet18 (book settings) in {resnet['wall_s']:.1f} s wall: test acc {resnet['test_acc']:.4f}")
         result["resnet18"] = resnet
+    if curve_run is None:
+        print(json.dumps(result))
+        return
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
