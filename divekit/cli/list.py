@@ -15,10 +15,12 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Print the names matching the pattern."""
-    from ..data.registry import DATASETS  # deferred for start-up time: loaded when the verb runs
-    from ..models.registry import MODELS
+    # deferred for start-up time, and only the registry asked for (the datasets' modules load pillow ...)
+    if args.what == "models":
+        from ..models.registry import MODELS as registry
+    else:
+        from ..data.registry import DATASETS as registry
 
-    registry = MODELS if args.what == "models" else DATASETS
     names = registry.names(args.pattern)
     if args.json:
         print_json({args.what: names})
