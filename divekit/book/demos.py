@@ -27,7 +27,13 @@ from .augmentation import augmentation_grids, book_image
 from .autoregression import autoregression_demo
 from .generalization import polynomial_experiment, weight_decay_experiment
 from .logistic import hours_to_pass_demo
-from .stability import ACTIVATIONS, activation_plots, matrix_product_demo, plot_sigmoid_gradient, vanishing_gradient_demo
+from .stability import (
+    ACTIVATIONS,
+    activation_plots,
+    matrix_product_demo,
+    plot_sigmoid_gradient,
+    vanishing_gradient_demo,
+)
 
 DEMOS: dict[str, Callable[..., dict]] = {}
 

@@ -27,7 +27,6 @@ from ..core.errors import ConfigError, did_you_mean
 from ..ops import activations as act
 from ..ops.init import xavier_uniform_
 
-
 # ----------------------------------------------------------------------------------------------
 # 5.1 Activation functions: the from-scratch ones of divekit.ops.activations as layers
 
