@@ -120,7 +120,7 @@ def check_activation(name: str) -> None:
     """ConfigError naming the valid activations (and the closest) unless `name` is one of them."""
     if name not in ACTIVATION_LAYERS:
         raise ConfigError(f"activation must be one of {', '.join(ACTIVATION_LAYERS)}, got {name!r}."
-                          f"{did_you_mean(name, ACTIVATION_LAYERS)}")
+                          f"{did_you_mean(name, ACTIVATION_LAYERS)} Pass one as --model-arg activation=NAME")
 
 
 def activation_layer(name: str, scratch: bool = False) -> nn.Module:
@@ -518,7 +518,8 @@ def norm_layers(norm: str, num_features: int, num_dims: int, scratch: bool = Tru
         none      nothing
     """
     if norm not in NORMS:
-        raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}.{did_you_mean(norm, NORMS)}")
+        raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}.{did_you_mean(norm, NORMS)} "
+                          "Pass one as --model-arg norm=NAME")
     conv = num_dims == 4
     if norm == "batch":
         if scratch:
