@@ -37,7 +37,7 @@ def test_prelu_layer_has_a_slope_per_channel():
                                              ("lenet-modern", (1, 28, 28)), ("lenet-bn", (1, 28, 28)),
                                              ("vgg11-small", (1, 32, 32))])
 def test_models_take_every_activation(model, in_shape):
-    for name in ("elu", "prelu") if model == "vgg11-small" else ("elu", "gelu", "prelu"):  # vgg: 43M parameters
+    for name in ("prelu",) if model == "vgg11-small" else ("elu", "gelu", "prelu"):  # vgg: 43M parameters
         m = dk.create_model(model, activation=name, in_shape=in_shape)
         kinds = {type(x).__name__ for x in m.modules()}
         expected = type(layers.activation_layer(name, scratch=model == "lenet-bn")).__name__
