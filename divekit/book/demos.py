@@ -28,7 +28,13 @@ from .autoregression import autoregression_demo
 from .gan import toy_gan_demo
 from .generalization import polynomial_experiment, weight_decay_experiment
 from .logistic import hours_to_pass_demo
-from .stability import activation_plots, matrix_product_demo, plot_sigmoid_gradient, vanishing_gradient_demo
+from .stability import (
+    ACTIVATIONS,
+    activation_plots,
+    matrix_product_demo,
+    plot_sigmoid_gradient,
+    vanishing_gradient_demo,
+)
 
 DEMOS: dict[str, Callable[..., dict]] = {}
 
@@ -43,8 +49,9 @@ def demo(name: str):
 
 @demo("activations")
 def activations(out: Path) -> dict:
-    """ReLU, sigmoid and tanh with their gradients (book 5.1)."""
-    return {"plot": str(activation_plots(out / "activations.png"))}
+    """ReLU, sigmoid and tanh with their gradients (book 5.1), then leaky ReLU, ELU, SELU, PReLU,
+    GELU and SiLU from scratch (divekit.ops.activations)."""
+    return {"plot": str(activation_plots(out / "activations.png")), "activations": list(ACTIVATIONS)}
 
 
 @demo("stability")

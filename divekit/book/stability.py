@@ -15,7 +15,8 @@ drawn on matplotlib Figure objects (no pyplot, no display needed) and written to
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -23,14 +24,18 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 
 from ..core.errors import ConfigError, did_you_mean
+from ..models.layers import ACTIVATION_LAYERS
+from ..ops import activations
 from ..ops.init import apply_init
 
+# the book's three, then the from-scratch ones of divekit.ops.activations (PReLU at its initial slope 0.25)
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
+    **activations.ACTIVATIONS,
 }
-_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+_LAYERS: dict[str, type[nn.Module]] = ACTIVATION_LAYERS
 
 
 def _check_activation(name: str) -> None:
@@ -39,7 +44,7 @@ def _check_activation(name: str) -> None:
 
 
 def activation_and_gradient(name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f(x), f'(x)) for the activation `name` ('relu', 'sigmoid', 'tanh'), f' by autograd.
+    """(f(x), f'(x)) for the activation `name` ('relu', 'sigmoid', 'tanh', 'gelu', ...), f' by autograd.
 
     For ReLU at exactly 0 autograd uses the derivative 0, as the book notes.
     """
@@ -74,18 +79,32 @@ def plot_sigmoid_gradient(path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def activation_plots(path: str | Path) -> Path:
-    """ReLU, sigmoid and tanh (top row) and their gradients (bottom row), as one PNG (book 5.1)."""
+def activation_plots(path: str | Path, names: Sequence[str] | None = None) -> Path:
+    """Each activation (default: all of ACTIVATIONS) and its gradient, as one PNG (book 5.1).
+
+    Three activations per pair of rows: the functions above, their gradients below. The first
+    pair is the book's ReLU, sigmoid and tanh; then leaky ReLU, ELU, SELU, PReLU (slope 0.25),
+    GELU and SiLU.
+    """
+    names = list(ACTIVATIONS if names is None else names)
+    for name in names:
+        _check_activation(name)
     x = torch.arange(-80, 81) / 10
-    fig = Figure(figsize=(10, 5.5))
-    axes = fig.subplots(2, len(ACTIVATIONS), sharex=True)
-    for col, name in enumerate(ACTIVATIONS):
+    cols = min(3, len(names))
+    pairs = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(10, 5.5 * pairs))
+    axes = fig.subplots(2 * pairs, cols, sharex=True, squeeze=False)
+    for i, name in enumerate(names):
+        row, col = 2 * (i // cols), i % cols
         y, dy_dx = activation_and_gradient(name, x)
-        for ax, values, label in ((axes[0, col], y, f"{name}(x)"), (axes[1, col], dy_dx, f"grad of {name}")):
+        for ax, values, label in ((axes[row, col], y, f"{name}(x)"), (axes[row + 1, col], dy_dx, f"grad of {name}")):
             ax.plot(x, values)
             ax.set_title(label)
             ax.grid(alpha=0.3)
-        axes[1, col].set_xlabel("x")
+        axes[row + 1, col].set_xlabel("x")
+    for i in range(len(names), pairs * cols):  # empty cells of the last pair of rows
+        axes[2 * (i // cols), i % cols].set_visible(False)
+        axes[2 * (i // cols) + 1, i % cols].set_visible(False)
     fig.tight_layout()
     return _save(fig, path)
 

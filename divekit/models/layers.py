@@ -8,21 +8,132 @@ exist as soon as it is constructed and a checkpoint loads into a freshly built m
 model needs the size of its flattened features, `num_flat_features` finds it with one dummy
 forward pass in the constructor.
 
-Contents, in book order: `init_cnn` (7.6), `vgg_block` (8.2), `nin_block` (8.3), `Inception`
-(8.4), `batch_norm` / `BatchNorm` (8.5), `stem`, `Residual` and `Bottleneck` (8.6), `conv_block`,
-`DenseBlock` and `transition_block` (8.7).
+Contents, in book order: the activation layers and `activation_layer` (5.1), `init_cnn` (7.6),
+`vgg_block` (8.2), `nin_block` (8.3), `Inception` (8.4), `batch_norm` / `BatchNorm` (8.5) and the
+other normalizations `LayerNorm`, `GroupNorm`, `InstanceNorm` with `norm_layer`, `stem`, `Residual`
+and `Bottleneck` (8.6), `conv_block`, `DenseBlock` and `transition_block` (8.7).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, did_you_mean
+from ..ops import activations as act
 from ..ops.init import xavier_uniform_
+
+# ----------------------------------------------------------------------------------------------
+# 5.1 Activation functions: the from-scratch ones of divekit.ops.activations as layers
+
+
+class LeakyReLU(nn.Module):
+    """x for x > 0, negative_slope * x otherwise, by hand (nn.LeakyReLU)."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return act.leaky_relu(X, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(nn.Module):
+    """x for x > 0, alpha (exp(x) - 1) otherwise, by hand (nn.ELU)."""
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return act.elu(X, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class SELU(nn.Module):
+    """Scaled ELU with the self-normalizing constants, by hand (nn.SELU)."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return act.selu(X)
+
+
+class PReLU(nn.Module):
+    """Leaky ReLU with a learned slope, by hand (nn.PReLU): one slope, or one per channel.
+
+    The slope is the parameter `weight`, initialized to `init` (0.25), as nn.PReLU's, so their
+    state dicts are interchangeable.
+    """
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((num_parameters,), init))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return act.prelu(X, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.weight.numel()}"
+
+
+class GELU(nn.Module):
+    """x * Phi(x), Phi the standard normal CDF (or its tanh approximation), by hand (nn.GELU)."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        act.gelu(torch.zeros(1), approximate)  # a clear error for an unknown approximation, now
+        self.approximate = approximate
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return act.gelu(X, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(nn.Module):
+    """x * sigmoid(x), by hand (nn.SiLU)."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return act.silu(X)
+
+
+# name -> layer class, built-in and from scratch; ReLU, sigmoid and tanh are torch's in both
+ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky-relu": nn.LeakyReLU, "elu": nn.ELU,
+    "selu": nn.SELU, "prelu": nn.PReLU, "gelu": nn.GELU, "silu": nn.SiLU,
+}
+SCRATCH_ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
+    **ACTIVATION_LAYERS, "leaky-relu": LeakyReLU, "elu": ELU, "selu": SELU, "prelu": PReLU, "gelu": GELU, "silu": SiLU,
+}
+
+
+def check_activation(name: str) -> None:
+    """ConfigError naming the valid activations (and the closest) unless `name` is one of them."""
+    if name not in ACTIVATION_LAYERS:
+        raise ConfigError(f"activation must be one of {', '.join(ACTIVATION_LAYERS)}, got {name!r}."
+                          f"{did_you_mean(name, ACTIVATION_LAYERS)} Pass one as --model-arg activation=NAME")
+
+
+def activation_layer(name: str, scratch: bool = False) -> nn.Module:
+    """A new activation layer by name ('relu', 'elu', ...): torch's, or with scratch=True the hand-written one.
+
+    PReLU gets one learned slope shared by all channels, nn.PReLU's default.
+    """
+    check_activation(name)
+    return (SCRATCH_ACTIVATION_LAYERS if scratch else ACTIVATION_LAYERS)[name]()
+
+
+# ----------------------------------------------------------------------------------------------
+# 7.6 LeNet and the CNNs of chapter 8
 
 
 class BookNet(nn.Module):
@@ -66,11 +177,11 @@ def num_flat_features(features: nn.Module, in_shape: Sequence[int], model: str) 
     return out[0].numel()
 
 
-def dense_head(num_inputs: int, num_classes: int, dropout: float) -> list[nn.Module]:
-    """AlexNet's and VGG's classifier: two 4096-unit ReLU layers with dropout, then the output layer."""
+def dense_head(num_inputs: int, num_classes: int, dropout: float, activation: str = "relu") -> list[nn.Module]:
+    """AlexNet's and VGG's classifier: two 4096-unit ReLU (or `activation`) layers with dropout, then the output layer."""
     return [
-        nn.Linear(num_inputs, 4096), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(num_inputs, 4096), activation_layer(activation), nn.Dropout(dropout),
+        nn.Linear(4096, 4096), activation_layer(activation), nn.Dropout(dropout),
         nn.Linear(4096, num_classes),
     ]
 
@@ -79,11 +190,12 @@ def dense_head(num_inputs: int, num_classes: int, dropout: float) -> list[nn.Mod
 # 8.2 VGG and 8.3 NiN
 
 
-def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:
-    """num_convs 3x3 convolutions (padding 1) each followed by ReLU, then a 2x2 max pool that halves H and W."""
+def vgg_block(num_convs: int, in_channels: int, out_channels: int, activation: str = "relu") -> nn.Sequential:
+    """num_convs 3x3 convolutions (padding 1) each followed by ReLU (or `activation`), then a 2x2 max pool
+    that halves H and W."""
     layers: list[nn.Module] = []
     for _ in range(num_convs):
-        layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), activation_layer(activation)]
         in_channels = out_channels
     layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
     return nn.Sequential(*layers)
@@ -238,6 +350,192 @@ class BatchNorm(nn.Module):
             new.moving_mean.copy_(bn.running_mean.reshape(new.moving_mean.shape))
             new.moving_var.copy_(bn.running_var.reshape(new.moving_var.shape))
         return new.train(bn.training)
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer, group and instance normalization from scratch: batch norm's formula over other axes
+
+
+def _standardize(X: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Tensor:
+    """(X - mean) / sqrt(var + eps) with the mean and biased variance over `dims`."""
+    mean = X.mean(dim=dims, keepdim=True)
+    var = ((X - mean) ** 2).mean(dim=dims, keepdim=True)
+    return (X - mean) / torch.sqrt(var + eps)
+
+
+def _per_channel(p: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    return p.reshape(1, -1, *([1] * (X.dim() - 2)))  # (C,) -> (1, C, 1, ...), broadcasts against X
+
+
+def layer_norm(X: torch.Tensor, normalized_shape: Sequence[int], weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """LN(x) = weight * (x - mu) / sqrt(sigma^2 + eps) + bias, mu and sigma^2 over the last dims (Ba et al. 2016).
+
+    The statistics are those of each example alone (over its last len(normalized_shape) dims,
+    which must equal normalized_shape), so the layer does the same in training and evaluation and
+    does not depend on the batch. weight and bias have shape normalized_shape.
+    """
+    normalized_shape = tuple(normalized_shape)
+    if tuple(X.shape[X.dim() - len(normalized_shape):]) != normalized_shape:
+        raise ValueError(f"layer_norm normalizes the last dims {normalized_shape}, got input of shape {tuple(X.shape)}")
+    Y = _standardize(X, tuple(range(-len(normalized_shape), 0)), eps)
+    if weight is not None:
+        Y = Y * weight
+    return Y if bias is None else Y + bias
+
+
+def group_norm(X: torch.Tensor, num_groups: int, weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """GN(x): the C channels of each example split into num_groups groups, each standardized over
+    its channels and positions, then one scale and shift per channel (Wu & He 2018).
+
+    X is (N, C, ...). num_groups = 1 normalizes each example over all of (C, H, W), layer norm with
+    per-channel affine; num_groups = C normalizes each channel of each example alone, instance norm.
+    """
+    N, C = X.shape[:2]
+    if C % num_groups:
+        raise ValueError(f"group_norm needs the {C} channels to split evenly into {num_groups} groups")
+    Y = _standardize(X.reshape(N, num_groups, -1), (2,), eps).reshape(X.shape)  # (N, G, C/G * H * W) -> X's shape
+    if weight is not None:
+        Y = Y * _per_channel(weight, X)
+    return Y if bias is None else Y + _per_channel(bias, X)
+
+
+def instance_norm(X: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+                  running_mean: torch.Tensor | None = None, running_var: torch.Tensor | None = None,
+                  eps: float = 1e-5, momentum: float = 0.1, *, training: bool = True):
+    """IN(x): each channel of each example standardized over its positions (Ulyanov et al. 2016);
+    returns (Y, running_mean, running_var).
+
+    X is (N, C, H, W) (or any (N, C, ...)). Without running statistics (None, torch's default)
+    training and evaluation both use each instance's own mean and variance. With them, training
+    also updates running = (1 - momentum) running + momentum * (the batch average of the
+    instances' means, and of their unbiased variances), and evaluation normalizes with the running
+    values, as nn.InstanceNorm2d(track_running_stats=True).
+    """
+    if X.dim() < 3:
+        raise ValueError(f"instance_norm takes (N, C, H, W) or (N, C, ...) inputs, got shape {tuple(X.shape)}")
+    dims = tuple(range(2, X.dim()))
+    tracking = running_mean is not None and running_var is not None
+    if tracking and not training:
+        Y = (X - _per_channel(running_mean, X)) / torch.sqrt(_per_channel(running_var, X) + eps)
+    else:
+        Y = _standardize(X, dims, eps)
+        if tracking:
+            n = math.prod(X.shape[2:])  # values per instance
+            with torch.no_grad():  # the running averages are statistics, not part of the graph
+                mean = X.mean(dim=dims).mean(dim=0)  # (C,)
+                var = X.var(dim=dims, correction=1).mean(dim=0) if n > 1 else torch.zeros_like(mean)
+                running_mean = (1.0 - momentum) * running_mean + momentum * mean
+                running_var = (1.0 - momentum) * running_var + momentum * var
+    if weight is not None:
+        Y = Y * _per_channel(weight, X)
+    if bias is not None:
+        Y = Y + _per_channel(bias, X)
+    return Y, running_mean, running_var
+
+
+class LayerNorm(nn.Module):
+    """Layer normalization by hand, computing what nn.LayerNorm computes.
+
+    `weight` and `bias` (torch's names, so a state dict loads into either) have shape
+    normalized_shape and start at 1 and 0.
+    """
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        self.weight = nn.Parameter(torch.ones(shape)) if elementwise_affine else None
+        self.bias = nn.Parameter(torch.zeros(shape)) if elementwise_affine else None
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return layer_norm(X, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
+
+
+class GroupNorm(nn.Module):
+    """Group normalization by hand, computing what nn.GroupNorm computes; per-channel `weight` and `bias`."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        if num_groups < 1 or num_channels % num_groups:
+            raise ValueError(f"num_channels ({num_channels}) must split evenly into num_groups ({num_groups}) groups")
+        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self.weight = nn.Parameter(torch.ones(num_channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_channels)) if affine else None
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return group_norm(X, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.weight is not None}"
+
+
+class InstanceNorm(nn.Module):
+    """Instance normalization by hand, computing what nn.InstanceNorm2d computes, with its defaults:
+    no affine parameters and no running statistics unless asked for (affine, track_running_stats)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = False,
+                 track_running_stats: bool = False):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        self.track_running_stats = track_running_stats
+        self.register_buffer("running_mean", torch.zeros(num_features) if track_running_stats else None)
+        self.register_buffer("running_var", torch.ones(num_features) if track_running_stats else None)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        Y, running_mean, running_var = instance_norm(
+            X, self.weight, self.bias, self.running_mean, self.running_var, self.eps, self.momentum,
+            training=self.training,
+        )
+        if self.track_running_stats:
+            self.running_mean, self.running_var = running_mean, running_var
+        return Y
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.weight is not None}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+NORMS = ("batch", "layer", "group", "instance", "none")
+
+
+def norm_layers(norm: str, num_features: int, num_dims: int, scratch: bool = True, num_groups: int = 2) -> list[nn.Module]:
+    """The normalization `norm` for a layer's (N, C) (num_dims=2) or (N, C, H, W) (num_dims=4) output, as a list
+    of zero or one layer, hand-written (scratch) or torch's.
+
+        batch     BatchNorm                  nn.BatchNorm1d / 2d
+        layer     LayerNorm(C) on (N, C); GroupNorm(1, C) on (N, C, H, W): each example over all of (C, H, W),
+                  one scale and shift per channel
+        group     GroupNorm(num_groups, C)
+        instance  InstanceNorm(C, affine=True) on (N, C, H, W); nothing on (N, C), which has no positions
+                  to normalize over (each value alone would become 0)
+        none      nothing
+    """
+    if norm not in NORMS:
+        raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}.{did_you_mean(norm, NORMS)} "
+                          "Pass one as --model-arg norm=NAME")
+    conv = num_dims == 4
+    if norm == "batch":
+        if scratch:
+            return [BatchNorm(num_features, num_dims)]
+        return [nn.BatchNorm2d(num_features) if conv else nn.BatchNorm1d(num_features)]
+    if norm == "layer" and not conv:
+        return [LayerNorm(num_features) if scratch else nn.LayerNorm(num_features)]
+    if norm in ("layer", "group"):
+        groups = 1 if norm == "layer" else num_groups
+        if num_features % groups:
+            raise ConfigError(f"norm=group needs num_groups ({groups}) to divide every layer's width; "
+                              f"{num_features} is not a multiple. Choose another num_groups")
+        return [GroupNorm(groups, num_features) if scratch else nn.GroupNorm(groups, num_features)]
+    if norm == "instance" and conv:
+        return [InstanceNorm(num_features, affine=True) if scratch else nn.InstanceNorm2d(num_features, affine=True)]
+    return []
 
 
 # ----------------------------------------------------------------------------------------------

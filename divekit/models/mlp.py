@@ -8,6 +8,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from .layers import ACTIVATION_LAYERS, check_activation
 from .linear import cross_entropy
 from .registry import register_model
 
@@ -78,14 +79,17 @@ class DropoutMLPScratch(nn.Module):
 
 
 class MLP(nn.Sequential):
-    """Flatten, then [Linear, activation, (Dropout)] per hidden layer, then a Linear output layer."""
+    """Flatten, then [Linear, activation, (Dropout)] per hidden layer, then a Linear output layer.
 
-    ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+    activation names a torch activation layer: relu, sigmoid, tanh, leaky-relu, elu, selu,
+    prelu (one learned slope per layer), gelu or silu.
+    """
+
+    ACTIVATIONS = ACTIVATION_LAYERS
 
     def __init__(self, num_inputs: int, num_outputs: int, num_hiddens: Sequence[int] = (256,),
                  dropouts: Sequence[float] | float = 0.0, activation: str = "relu"):
-        if activation not in self.ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(self.ACTIVATIONS)}, got {activation!r}")
+        check_activation(activation)
         num_hiddens = [num_hiddens] if isinstance(num_hiddens, int) else list(num_hiddens)
         dropouts = [dropouts] * len(num_hiddens) if isinstance(dropouts, (int, float)) else list(dropouts)
         if len(dropouts) != len(num_hiddens):
@@ -104,7 +108,10 @@ class MLP(nn.Sequential):
 @register_model("mlp", defaults={"lr": 0.1}, tags=("image", "tabular"))
 def mlp(in_shape=(1, 28, 28), num_classes: int | None = None, num_outputs: int | None = None,
         num_hiddens: Sequence[int] = (256,), dropouts: Sequence[float] | float = 0.0, activation: str = "relu"):
-    """Multilayer perceptron with nn.Linear layers (book 5.2.2); one hidden layer of 256 by default."""
+    """Multilayer perceptron with nn.Linear layers (book 5.2.2); one hidden layer of 256 by default.
+
+    activation: relu (default), sigmoid, tanh, leaky-relu, elu, selu, prelu, gelu or silu.
+    """
     return MLP(math.prod(in_shape), _out(num_classes, num_outputs), num_hiddens, dropouts, activation)
 
 

@@ -10,6 +10,9 @@ parameters of its own) and records, in call order:
     output_shape  the shape of its output for a batch of one, as the book prints it
     params        the number of parameters it holds itself (a module called twice counts them once)
     macs          multiply-adds per example
+    config        for a convolution or pooling layer, its window: kernel k, stride s, padding p,
+                  dilation d and groups g ('k5x5 s1 p2 d1 g1'); '' for other layers. Shown in
+                  the table (format_summary), not in the JSON rows.
 
 Multiply-adds count the products of the matrix and convolution layers and one per output element
 of batch normalization (in eval mode it is y = a * x + b per element):
@@ -49,6 +52,7 @@ class LayerRow:
     output_shape: tuple[int, ...] | None
     params: int
     macs: int
+    config: str = ""
 
 
 @dataclass
@@ -61,10 +65,42 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "layers": [{**asdict(r), "output_shape": list(r.output_shape) if r.output_shape else None} for r in self.rows],
+            "layers": [{**_json_row(r), "output_shape": list(r.output_shape) if r.output_shape else None}
+                       for r in self.rows],
             "total_params": self.total_params,
             "total_macs": self.total_macs,
         }
+
+
+def _json_row(r: LayerRow) -> dict[str, Any]:
+    row = asdict(r)
+    del row["config"]  # the JSON rows keep their fields; the window settings are in the table
+    return row
+
+
+def _size(value: Any) -> str:
+    """5 -> '5', (3, 5) -> '3x5', (2, 2) -> '2'; a padding string such as 'same' as it is."""
+    if isinstance(value, (tuple, list)):
+        return str(value[0]) if len(set(value)) == 1 else "x".join(map(str, value))
+    return str(value)
+
+
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+
+
+def layer_config(module: nn.Module) -> str:
+    """A convolution's or pooling layer's window as 'k3x3 s1 p1 d1 g1' (kernel, stride, padding,
+    dilation, groups; pooling has no groups, and dilation only for max pooling); '' for other layers."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        k = "x".join(map(str, module.kernel_size))
+        return (f"k{k} s{_size(module.stride)} p{_size(module.padding)} d{_size(module.dilation)} "
+                f"g{module.groups}")
+    if isinstance(module, _POOLS):
+        k = module.kernel_size
+        k = "x".join(map(str, k)) if isinstance(k, (tuple, list)) else f"{k}x{k}"
+        dilation = f" d{_size(module.dilation)}" if hasattr(module, "dilation") else ""
+        return f"k{k} s{_size(module.stride)} p{_size(module.padding)}{dilation}"
+    return ""
 
 
 def _output_shape(out: Any) -> tuple[int, ...] | None:
@@ -108,7 +144,7 @@ def summary(model: nn.Module, input_shape: Sequence[int]) -> Summary:
             counted.add(id(module))
             own = sum(p.numel() for p in module.parameters(recurse=False))
         rows.append(LayerRow(names[id(module)] or type(module).__name__, type(module).__name__,
-                             _output_shape(out), own, layer_macs(module, inputs, out)))
+                             _output_shape(out), own, layer_macs(module, inputs, out), layer_config(module)))
 
     watched = [m for m in model.modules() if not list(m.children()) or list(m.parameters(recurse=False))]
     handles = [m.register_forward_hook(hook) for m in watched]
@@ -128,16 +164,19 @@ def summary(model: nn.Module, input_shape: Sequence[int]) -> Summary:
 
 def format_summary(s: Summary) -> str:
     """The summary as the book's walk, one line per layer ('Conv2d output shape: (1, 6, 28, 28)'),
-    with the layer's name in front and its parameters and multiply-adds behind, then the totals."""
-    described = [(r.name, f"{r.type} output shape: {r.output_shape}", f"{r.params:,}", f"{r.macs:,}") for r in s.rows]
-    header = ("layer", "", "params", "MACs")
-    footer = ("total", "", f"{s.total_params:,}", f"{s.total_macs:,}")
-    widths = [max(len(row[i]) for row in [header, *described, footer]) for i in range(4)]
+    with the layer's name in front and its window (kernel, stride, padding, dilation, groups),
+    parameters and multiply-adds behind, then the totals."""
+    described = [(r.name, f"{r.type} output shape: {r.output_shape}", r.config, f"{r.params:,}", f"{r.macs:,}")
+                 for r in s.rows]
+    header = ("layer", "", "window", "params", "MACs")
+    footer = ("total", "", "", f"{s.total_params:,}", f"{s.total_macs:,}")
+    widths = [max(len(row[i]) for row in [header, *described, footer]) for i in range(5)]
 
     def line(row):
-        return f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}".rstrip()
+        return (f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:>{widths[3]}}  "
+                f"{row[4]:>{widths[4]}}").rstrip()
 
-    rule = "-" * (sum(widths) + 6)
+    rule = "-" * (sum(widths) + 8)
     return "\n".join([line(header), rule, *map(line, described), rule, line(footer)])
 
 

@@ -13,26 +13,30 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from .layers import BookNet, dense_head, init_cnn, num_flat_features, vgg_block
+from .layers import BookNet, check_activation, dense_head, init_cnn, num_flat_features, vgg_block
 from .registry import register_model
 
 VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
 
 
 class VGG(BookNet):
-    """VGG blocks for `arch`, then dense 4096, ReLU, dropout, dense 4096, ReLU, dropout, dense num_classes."""
+    """VGG blocks for `arch`, then dense 4096, ReLU, dropout, dense 4096, ReLU, dropout, dense num_classes.
+
+    `activation` replaces every ReLU: relu, sigmoid, tanh, leaky-relu, elu, selu, prelu, gelu or silu.
+    """
 
     def __init__(self, arch: Sequence[tuple[int, int]], num_classes: int = 10, in_shape: Sequence[int] = (1, 224, 224),
-                 dropout: float = 0.5, name: str = "vgg"):
+                 dropout: float = 0.5, name: str = "vgg", activation: str = "relu"):
+        check_activation(activation)
         conv_blks = []
         in_channels = in_shape[0]
         for num_convs, out_channels in arch:
-            conv_blks.append(vgg_block(num_convs, in_channels, out_channels))
+            conv_blks.append(vgg_block(num_convs, in_channels, out_channels, activation))
             in_channels = out_channels
         features = [*conv_blks, nn.Flatten()]
         num_inputs = num_flat_features(nn.Sequential(*features), in_shape, name)
         super().__init__()
-        self.net = nn.Sequential(*features, *dense_head(num_inputs, num_classes, dropout))
+        self.net = nn.Sequential(*features, *dense_head(num_inputs, num_classes, dropout, activation))
         self.net.apply(init_cnn)
 
 
@@ -41,13 +45,13 @@ _DEFAULTS = {"data": "fashion-mnist", "lr": 0.01, "batch_size": 128, "epochs": 1
 
 
 @register_model("vgg11", defaults=_DEFAULTS, tags=("image", "cnn"))
-def vgg11(num_classes: int = 10, in_shape=(1, 224, 224)):
+def vgg11(num_classes: int = 10, in_shape=(1, 224, 224), activation: str = "relu"):
     """VGG-11: conv arch ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)) (book 8.2)."""
-    return VGG(VGG11, num_classes, tuple(in_shape), name="vgg11")
+    return VGG(VGG11, num_classes, tuple(in_shape), name="vgg11", activation=activation)
 
 
 @register_model("vgg11-small", defaults=_DEFAULTS, tags=("image", "cnn"))
-def vgg11_small(num_classes: int = 10, in_shape=(1, 224, 224), ratio: int = 4):
+def vgg11_small(num_classes: int = 10, in_shape=(1, 224, 224), ratio: int = 4, activation: str = "relu"):
     """VGG-11 with every block's channels divided by ratio (4: 16, 32, 64, 128, 128), as the book trains it (book 8.2)."""
     return VGG([(num_convs, channels // ratio) for num_convs, channels in VGG11], num_classes, tuple(in_shape),
-               name="vgg11-small")
+               name="vgg11-small", activation=activation)

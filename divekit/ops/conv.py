@@ -7,7 +7,9 @@ vectorized versions do the same arithmetic on whole tensors and are the ones to 
 `corr2d_vectorized`, `conv2d`, `pool2d` and `conv_transpose2d` read every window as a strided view
 of the (padded) input via `Tensor.unfold` (no copy) and reduce it with one einsum, max or mean.
 `conv2d`, `pool2d` and `conv_transpose2d` take batched (N, C, H, W) input with padding and stride
-and match F.conv2d, F.max_pool2d / F.avg_pool2d and F.conv_transpose2d, forward and backward.
+(conv2d also dilation and groups) and match F.conv2d, F.max_pool2d / F.avg_pool2d and
+F.conv_transpose2d, forward and backward. `conv_output_shape` and `receptive_field` are the
+size formulas: the output of one layer, and the input patch one output pixel of a stack sees.
 """
 
 from __future__ import annotations
@@ -42,25 +44,54 @@ def _windows(X: torch.Tensor, window: tuple[int, int], stride: tuple[int, int]) 
     return X.unfold(-2, window[0], stride[0]).unfold(-2, window[1], stride[1])
 
 
-def conv_output_shape(in_hw: IntPair, kernel: IntPair, padding: IntPair = 0, stride: IntPair = 1) -> tuple[int, int]:
+def conv_output_shape(in_hw: IntPair, kernel: IntPair, padding: IntPair = 0, stride: IntPair = 1,
+                      dilation: IntPair = 1) -> tuple[int, int]:
     """Output height and width of a convolution or pooling window (book 7.3).
 
         floor((n_h - k_h + p_h + s_h) / s_h) x floor((n_w - k_w + p_w + s_w) / s_w)
 
     where p_h, p_w are the *total* padding. `padding`, like nn.Conv2d's, is what is added on each
     side, so p_h = 2 * padding[0]: an 8x8 input with a 3x3 kernel and padding 1 stays 8x8.
+
+    With dilation d the kernel's taps are d apart, so it spans d (k - 1) + 1 pixels and takes the
+    place of k in the formula; torch writes the same as floor((n + 2 padding - d (k - 1) - 1) / s) + 1.
     """
     (n_h, n_w), (k_h, k_w) = _pair(in_hw, "in_hw"), _pair(kernel, "kernel")
     (pad_h, pad_w), (s_h, s_w) = _pair(padding, "padding"), _pair(stride, "stride")
-    if min(k_h, k_w, s_h, s_w) < 1 or min(pad_h, pad_w) < 0:
-        raise ValueError(f"kernel and stride must be positive and padding >= 0, got kernel {(k_h, k_w)}, "
-                         f"stride {(s_h, s_w)}, padding {(pad_h, pad_w)}")
+    d_h, d_w = _pair(dilation, "dilation")
+    if min(k_h, k_w, s_h, s_w, d_h, d_w) < 1 or min(pad_h, pad_w) < 0:
+        raise ValueError(f"kernel, stride and dilation must be positive and padding >= 0, got kernel {(k_h, k_w)}, "
+                         f"stride {(s_h, s_w)}, dilation {(d_h, d_w)}, padding {(pad_h, pad_w)}")
+    span_h, span_w = d_h * (k_h - 1) + 1, d_w * (k_w - 1) + 1  # the dilated kernel's extent
     p_h, p_w = 2 * pad_h, 2 * pad_w
-    out = ((n_h - k_h + p_h + s_h) // s_h, (n_w - k_w + p_w + s_w) // s_w)
+    out = ((n_h - span_h + p_h + s_h) // s_h, (n_w - span_w + p_w + s_w) // s_w)
     if min(out) < 1:
-        raise ValueError(f"a {k_h}x{k_w} window does not fit in a {n_h}x{n_w} input padded by {(pad_h, pad_w)} "
-                         "on each side; use a smaller kernel, more padding or a larger input")
+        dilated = f" (spanning {span_h}x{span_w} with dilation {(d_h, d_w)})" if (d_h, d_w) != (1, 1) else ""
+        raise ValueError(f"a {k_h}x{k_w} window{dilated} does not fit in a {n_h}x{n_w} input padded by "
+                         f"{(pad_h, pad_w)} on each side; use a smaller kernel, more padding or a larger input")
     return out
+
+
+def receptive_field(layers: Sequence[tuple[IntPair, IntPair, IntPair]]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Receptive field and jump of a stack of convolutions and pools, given as (kernel, stride, dilation) per layer.
+
+    Returns ((r_h, r_w), (j_h, j_w)): one output pixel of the last layer depends on an r x r patch
+    of the input, and neighbouring output pixels are j input pixels apart. Layer by layer, from
+    r = j = 1 at the input,
+
+        r_l = r_{l-1} + d_l (k_l - 1) j_{l-1}        j_l = j_{l-1} s_l
+
+    a layer widens the field by its kernel's extent less one, measured in the previous layer's
+    pixels, each j_{l-1} input pixels wide. Padding shifts the field but does not change its size
+    (at the border part of it falls on the padding). Pointwise layers (activations, batch norm,
+    1x1 convolutions with stride 1) leave both unchanged and can be left out.
+    """
+    (r_h, r_w), (j_h, j_w) = (1, 1), (1, 1)
+    for kernel, stride, dilation in layers:
+        (k_h, k_w), (s_h, s_w), (d_h, d_w) = _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(dilation, "dilation")
+        r_h, r_w = r_h + d_h * (k_h - 1) * j_h, r_w + d_w * (k_w - 1) * j_w
+        j_h, j_w = j_h * s_h, j_w * s_w
+    return (r_h, r_w), (j_h, j_w)
 
 
 def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -198,22 +229,44 @@ def _check_batched(X: torch.Tensor, K: torch.Tensor, bias: torch.Tensor | None, 
 
 
 def conv2d(X: torch.Tensor, K: torch.Tensor, bias: torch.Tensor | None = None, padding: IntPair = 0,
-           stride: IntPair = 1) -> torch.Tensor:
-    """Batched multi-channel convolution with padding and stride (book 7.3-7.4), as F.conv2d.
+           stride: IntPair = 1, dilation: IntPair = 1, groups: int = 1) -> torch.Tensor:
+    """Batched multi-channel convolution with padding, stride, dilation and groups (book 7.3-7.4), as F.conv2d.
 
-        Y[n, o, i, j] = b[o] + sum_{c, a, b} X_pad[n, c, i*s_h + a, j*s_w + b] K[o, c, a, b]
+        Y[n, o, i, j] = b[o] + sum_{c, a, b} X_pad[n, g C_i/G + c, i*s_h + a*d_h, j*s_w + b*d_w] K[o, c, a, b]
 
-    X is (N, C_i, H, W), K is (C_o, C_i, k_h, k_w) and bias (C_o,); X_pad is X with `padding`
-    rows and columns of zeros on each side. The output is (N, C_o, H', W') with H', W' from
-    conv_output_shape.
+    X is (N, C_i, H, W), K is (C_o, C_i / groups, k_h, k_w) and bias (C_o,); X_pad is X with
+    `padding` rows and columns of zeros on each side. The output is (N, C_o, H', W') with H', W'
+    from conv_output_shape.
+
+    dilation (d_h, d_w) spaces the kernel's taps d apart (an "atrous" convolution): a 3x3 kernel
+    with dilation 2 covers a 5x5 patch with 9 weights. groups G splits the input channels and the
+    output channels into G groups, and output group g (channels g C_o/G ... (g+1) C_o/G - 1) sees
+    only input group g = o // (C_o / G): G separate convolutions side by side, with G times fewer
+    weights and multiply-adds. groups = C_i (with C_o a multiple of C_i) is the depthwise
+    convolution; followed by a 1x1 convolution it is the depthwise-separable convolution of
+    MobileNet and Xception.
     """
-    _check_batched(X, K, bias, "(C_o, C_i, k_h, k_w)", in_dim=1, out_dim=0)
+    _check_dim(X, 4, "X", "(N, C, H, W)")
+    _check_dim(K, 4, "K", "(C_o, C_i / groups, k_h, k_w)")
+    if not isinstance(groups, int) or groups < 1 or X.shape[1] % groups or K.shape[0] % groups:
+        raise ValueError(f"groups must be a positive int dividing both the {X.shape[1]} input and the {K.shape[0]} "
+                         f"output channels, got {groups!r}")
+    if X.shape[1] // groups != K.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} channels, so with groups={groups} K (C_o, C_i / groups, k_h, k_w) needs "
+                         f"{X.shape[1] // groups} input channels, but K has shape {tuple(K.shape)}")
+    if bias is not None and bias.shape != (K.shape[0],):
+        raise ValueError(f"bias must have one entry per output channel, shape ({K.shape[0]},), got {tuple(bias.shape)}")
     k_h, k_w = K.shape[-2:]
-    (pad_h, pad_w), stride = _pair(padding, "padding"), _pair(stride, "stride")
-    conv_output_shape(X.shape[-2:], (k_h, k_w), (pad_h, pad_w), stride)  # a clear error if K does not fit
+    (pad_h, pad_w), stride, (d_h, d_w) = _pair(padding, "padding"), _pair(stride, "stride"), _pair(dilation, "dilation")
+    conv_output_shape(X.shape[-2:], (k_h, k_w), (pad_h, pad_w), stride, (d_h, d_w))  # a clear error if K does not fit
     X = F.pad(X, (pad_w, pad_w, pad_h, pad_h))  # (N, C_i, H + 2 pad_h, W + 2 pad_w)
-    windows = _windows(X, (k_h, k_w), stride)  # (N, C_i, H', W', k_h, k_w)
-    Y = torch.einsum("nchwab,ocab->nohw", windows, K)  # (N, C_o, H', W')
+    span = (d_h * (k_h - 1) + 1, d_w * (k_w - 1) + 1)
+    windows = _windows(X, span, stride)[..., ::d_h, ::d_w]  # (N, C_i, H', W', k_h, k_w): every d-th tap
+    N, C_i, H_o, W_o = windows.shape[:4]
+    windows = windows.reshape(N, groups, C_i // groups, H_o, W_o, k_h, k_w)  # (N, G, C_i/G, H', W', k_h, k_w)
+    K_g = K.reshape(groups, K.shape[0] // groups, *K.shape[1:])  # (G, C_o/G, C_i/G, k_h, k_w)
+    Y = torch.einsum("ngchwab,gocab->ngohw", windows, K_g)  # (N, G, C_o/G, H', W')
+    Y = Y.reshape(N, K.shape[0], H_o, W_o)  # (N, C_o, H', W'), output group g first
     return Y if bias is None else Y + bias.reshape(1, -1, 1, 1)
 
 

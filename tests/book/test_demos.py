@@ -34,6 +34,8 @@ def test_plot_demos_write_their_figures(tmp_path, name):
     assert (tmp_path / result["plot"].split("/")[-1]).stat().st_size > 5000
     if name == "schedules":
         assert set(result["settings"]) == {"step", "multistep", "exponential", "cosine", "onecycle", "plateau"}
+    if name == "activations":
+        assert result["activations"] == ["relu", "sigmoid", "tanh", "leaky-relu", "elu", "selu", "prelu", "gelu", "silu"]
     if name == "stability":
         assert result["product_of_100_matrices_max_abs"] > 1e10
         assert result["first_layer_grad_norm_sigmoid_depth20"] < 1e-4 * result["first_layer_grad_norm_relu_depth20"]

@@ -82,3 +82,25 @@ def test_plots_write_png_files(tmp_path, plot):
     assert path == tmp_path / "fig" / "plot.png"
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+
+
+def test_the_new_activations_and_their_closed_form_gradients():
+    x = torch.tensor([-3.0, -0.5, 0.5, 3.0], dtype=torch.float64)
+    _, grad = activation_and_gradient("elu", x)
+    torch.testing.assert_close(grad, torch.where(x > 0, 1.0, torch.exp(x)))  # ELU' = exp(x) on the negative side
+    _, grad = activation_and_gradient("silu", x)
+    s = torch.sigmoid(x)
+    torch.testing.assert_close(grad, s * (1 + x * (1 - s)))  # (x s)' = s + x s (1 - s)
+    _, grad = activation_and_gradient("gelu", x)
+    phi = torch.exp(-x ** 2 / 2) / (2 * torch.pi) ** 0.5
+    torch.testing.assert_close(grad, 0.5 * (1 + torch.erf(x / 2 ** 0.5)) + x * phi)  # Phi(x) + x phi(x)
+    _, grad = activation_and_gradient("prelu", x)
+    torch.testing.assert_close(grad, torch.where(x > 0, 1.0, 0.25).double())
+    g = vanishing_gradient_demo(depth=5, activation="gelu")  # every activation builds the deep net
+    assert g.shape == (5,) and (g > 0).all()
+
+
+def test_activation_plots_take_a_subset_and_reject_unknown_names(tmp_path):
+    assert activation_plots(tmp_path / "two.png", ["elu", "gelu"]).stat().st_size > 5000
+    with pytest.raises(ConfigError, match="'selu'"):
+        activation_plots(tmp_path / "bad.png", ["sel"])

@@ -1,6 +1,7 @@
 """divekit.models.summary: the book's layer-by-layer walk with parameter and multiply-add counts."""
 
 import json
+import re
 
 import pytest
 import torch.nn as nn
@@ -73,3 +74,15 @@ def test_summary_main_table_and_errors(capsys):
         summary_main("nin", "1,28,28")
     with pytest.raises(ConfigError, match="unknown model"):
         summary_main("lenett", "1,28,28")
+
+
+def test_table_shows_each_window_with_dilation_and_groups(capsys):
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=4), nn.ReLU(),
+                          nn.Conv2d(8, 8, (1, 3), stride=(1, 2)), nn.MaxPool2d(2), nn.AvgPool2d(3, 1, 1))
+    s = summary(model, (4, 9, 9))
+    assert [r.config for r in s.rows] == ["k3x3 s1 p2 d2 g4", "", "k1x3 s1x2 p0 d1 g1", "k2x2 s2 p0 d1", "k3x3 s1 p1"]
+    assert s.rows[0].output_shape == (1, 8, 9, 9) and s.rows[0].macs == 8 * 9 * 9 * 1 * 9  # 1 input channel per group
+    assert re.search(r"Conv2d output shape: \(1, 8, 9, 9\) +k3x3 s1 p2 d2 g4 +80 +5,832", format_summary(s))
+    assert "config" not in s.to_dict()["layers"][0]  # the JSON rows keep their fields
+    assert summary_main("lenet", "1,28,28") == 0
+    assert "k5x5 s1 p2 d1 g1" in capsys.readouterr().out

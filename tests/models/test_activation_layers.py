@@ -1,0 +1,61 @@
+"""The hand-written activation layers against torch's, and `activation=NAME` in the MLP, LeNet and VGG."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import divekit as dk
+from divekit.models import layers
+
+NAMES = list(layers.ACTIVATION_LAYERS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scratch_layer_matches_torch_layer_forward_and_backward(name):
+    ours, theirs = layers.activation_layer(name, scratch=True), layers.activation_layer(name)
+    theirs.load_state_dict(ours.state_dict())  # PReLU: the same slope, under the same name
+    X = 3 * torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
+    a, b = X.clone().requires_grad_(), X.clone().requires_grad_()
+    y_a, y_b = ours(a), theirs(b)
+    torch.testing.assert_close(y_a, y_b)
+    w = torch.randn(y_a.shape, generator=torch.Generator().manual_seed(1))
+    (y_a * w).sum().backward()
+    (y_b * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_prelu_layer_has_a_slope_per_channel():
+    ours, theirs = layers.PReLU(3, init=0.1), nn.PReLU(3, init=0.1)
+    X = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ours(X), theirs(X))
+    assert [n for n, _ in ours.named_parameters()] == ["weight"]
+
+
+@pytest.mark.parametrize("model, in_shape", [("mlp", (1, 28, 28)), ("lenet", (1, 28, 28)),
+                                             ("lenet-modern", (1, 28, 28)), ("lenet-bn", (1, 28, 28)),
+                                             ("vgg11-small", (1, 32, 32))])
+def test_models_take_every_activation(model, in_shape):
+    for name in ("prelu",) if model == "vgg11-small" else ("elu", "gelu", "prelu"):  # vgg: 43M parameters
+        m = dk.create_model(model, activation=name, in_shape=in_shape)
+        kinds = {type(x).__name__ for x in m.modules()}
+        expected = type(layers.activation_layer(name, scratch=model == "lenet-bn")).__name__
+        assert expected in kinds and "Sigmoid" not in kinds and "ReLU" not in kinds
+        assert m(torch.zeros(2, *in_shape)).shape == (2, 10)
+    prelus = sum(isinstance(x, (nn.PReLU, layers.PReLU)) for x in m.modules())
+    assert sum(p.numel() for p in m.parameters()) == sum(
+        p.numel() for p in dk.create_model(model, in_shape=in_shape).parameters()) + prelus  # one slope each
+
+
+def test_default_activations_are_the_books():
+    assert isinstance(dk.create_model("lenet").net[1], nn.Sigmoid)
+    assert isinstance(dk.create_model("lenet-modern").net[1], nn.ReLU)
+    assert isinstance(dk.create_model("mlp")[2], nn.ReLU)
+
+
+@pytest.mark.parametrize("model", ["mlp", "lenet", "lenet-bn-concise", "vgg11-small"])
+def test_unknown_activation_is_a_config_error_listing_the_names(model):
+    with pytest.raises(dk.ConfigError, match="activation must be one of relu, sigmoid, tanh, leaky-relu, elu, selu, "
+                                             "prelu, gelu, silu, got 'swish'"):
+        dk.create_model(model, activation="swish")
