@@ -8,8 +8,9 @@ environment set before torch is imported. It runs once on the machine as it is a
 second process spins on one core (`while True: pass`, started and killed here, bounded by
 `--max-busy-s`), interleaved over `--rounds`. The slowdown is busy / quiet median time: with torch's
 default (threads = cores, threads spin-waiting) a busy core slows a 2-core machine several times
-over; `divekit` (threads = physical cores, OMP_WAIT_POLICY=PASSIVE, set by its CLI) should slow down
-about in proportion to the core taken away. Prints the host's steal share, as fast_recipe.py does.
+over; `divekit` (threads = physical cores; OMP_WAIT_POLICY=PASSIVE when `import divekit` sees another
+program busy, else torch's default) should slow down
+about in proportion to the core taken away, and run like torch's default on the quiet machine. Prints the host's steal share, as fast_recipe.py does.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import time
 from common import cpu_ticks, hardware, steal_share  # benchmarks/common.py
 
 # name -> (threads, extra environment, import divekit before torch); None threads: torch's default.
-# divekit, imported first, sets OMP_WAIT_POLICY=PASSIVE; imported after torch it cannot change it.
+# divekit, imported first, sets OMP_WAIT_POLICY=PASSIVE if another program is busy at that moment (the spinner
+# here); imported after torch it cannot change it.
 CONFIGS = {
     "torch default (spin-wait)": (None, {}, False),
     "1 thread": (1, {}, False),
-    "divekit (passive wait)": (None, {}, True),
+    "divekit (policy chosen at import)": (None, {}, True),
 }
 CHILD = """
 import sys, time

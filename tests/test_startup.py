@@ -47,3 +47,25 @@ def test_the_command_flushes_its_output_before_it_exits():
     bad = subprocess.run([sys.executable, "-m", "divekit", "train", "no-such-model", "--data", "digits"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "no-such-model" in bad.stderr
+
+
+def test_the_wait_policy_is_passive_only_while_another_program_is_busy(tmp_path, monkeypatch):
+    import divekit
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
+
+    def sleep(_):  # meanwhile another program used 60 of the 200 ticks: 0.3 of the CPU time
+        stat.write_text("cpu  150 0 110 940 0 0 0 0 0 0\n")
+
+    monkeypatch.setattr(divekit._time, "sleep", sleep)
+    monkeypatch.setattr(divekit._os, "cpu_count", lambda: 2)
+    assert abs(divekit._busy_elsewhere(stat=str(stat)) - 0.6) < 1e-9  # cores' worth
+    assert divekit._busy_elsewhere(stat=str(tmp_path / "absent")) == 0.0
+    assert divekit._choose_wait_policy(0.6) == "PASSIVE" and divekit._choose_wait_policy(0.1) is None
+
+
+def test_a_wait_policy_the_user_set_is_kept():
+    code = "import os; os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\nimport divekit\nprint(divekit.WAIT_POLICY)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["ACTIVE"]
