@@ -11,7 +11,7 @@ from typing import Any
 from ..core.errors import ConfigError, did_you_mean
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # >= 92% Fashion-MNIST test accuracy in 1-2 minutes of wall time on a 2-core CPU (docs/RESULTS.md)
+    # >= 92% Fashion-MNIST test accuracy in under a minute of wall time on a 2-core CPU (docs/RESULTS.md)
     "fast": {"model": "fastnet", "data": "fashion-mnist"},
     # held-out perplexity < 5 on The Time Machine (characters) in under 5 minutes on a 2-core CPU
     "char-lstm": {"model": "lstm", "data": "time-machine", "epochs": 15, "optimizer": "adam", "lr": 0.004,
