@@ -8,8 +8,8 @@ environment set before torch is imported. It runs once on the machine as it is a
 second process spins on one core (`while True: pass`, started and killed here, bounded by
 `--max-busy-s`), interleaved over `--rounds`. The slowdown is busy / quiet median time: with torch's
 default (threads = cores, threads spin-waiting) a busy core slows a 2-core machine several times
-over; `divekit` (threads = physical cores; OMP_WAIT_POLICY=PASSIVE when `import divekit` sees another
-program busy, else torch's default) should slow down
+over; `divekit` (when `import divekit` sees another program busy: OMP_WAIT_POLICY=PASSIVE and threads =
+the physical cores left free; else torch's defaults) should slow down
 about in proportion to the core taken away, and run like torch's default on the quiet machine. Prints the host's steal share, as fast_recipe.py does.
 """
 
@@ -26,8 +26,8 @@ import time
 from common import cpu_ticks, hardware, steal_share  # benchmarks/common.py
 
 # name -> (threads, extra environment, import divekit before torch); None threads: torch's default.
-# divekit, imported first, sets OMP_WAIT_POLICY=PASSIVE if another program is busy at that moment (the spinner
-# here); imported after torch it cannot change it.
+# divekit, imported first, sets OMP_WAIT_POLICY=PASSIVE and leaves the busy core alone if another program is
+# busy at that moment (the spinner here); imported after torch it cannot change the policy.
 CONFIGS = {
     "torch default (spin-wait)": (None, {}, False),
     "1 thread": (1, {}, False),
@@ -42,6 +42,9 @@ import divekit as dk
 threads, steps = int(sys.argv[1]), int(sys.argv[2])
 if threads:
     torch.set_num_threads(threads)
+elif sys.argv[3] == "divekit-first":  # as `divekit train` does: the cores other programs left free
+    from divekit.core.device import resolve_threads
+    torch.set_num_threads(resolve_threads())
 torch.manual_seed(0)
 model = dk.create_model("lenet", context={"num_classes": 10, "in_shape": (1, 28, 28)})
 opt = torch.optim.SGD(model.parameters(), lr=0.9)

@@ -13,43 +13,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import importlib as _importlib
-import os as _os
-import sys as _sys
-import time as _time
 import typing as _typing
 
+# before torch loads: the OpenMP wait policy and the free cores (see divekit.core.host)
+from .core import host as _host  # noqa: E402
 
-def _busy_elsewhere(interval: float = 0.05, stat: str = "/proc/stat") -> float:
-    """How many cores' worth of CPU other processes used over the next `interval` seconds (this one
-    sleeps meanwhile), from the kernel's counters; 0.0 where they cannot be read (not Linux)."""
-    def busy_total():
-        with open(stat) as f:
-            user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-        return user + nice + system + irq + softirq, user + nice + system + idle + iowait + irq + softirq + steal
-
-    try:
-        (b0, t0), _ = busy_total(), _time.sleep(interval)
-        b1, t1 = busy_total()
-    except (OSError, ValueError):
-        return 0.0
-    return (b1 - b0) / max(t1 - t0, 1) * (_os.cpu_count() or 1)
-
-
-def _choose_wait_policy(busy_cores: float) -> str | None:
-    """PASSIVE when another program is using half a core or more, else None (torch's default)."""
-    return "PASSIVE" if busy_cores >= 0.5 else None
-
-
-# GNU OpenMP reads its wait policy once, when torch loads it. Spinning idle threads (its default) keep
-# small ops fast on a quiet machine (a GRU step is 3.8x slower with PASSIVE), but when another program
-# holds a core they wait on it: a 2-thread LeNet step ran 3x slower. So, unless the user chose, divekit
-# looks at the machine when it is imported, before torch, and lets threads sleep (PASSIVE) only when
-# another program is busy then (benchmarks/busy_core.py, docs/RESULTS.md).
-WAIT_POLICY = _os.environ.get("OMP_WAIT_POLICY")  # what this process runs with (None: torch's default)
-if "torch" not in _sys.modules and WAIT_POLICY is None:
-    WAIT_POLICY = _choose_wait_policy(_busy_elsewhere())
-    if WAIT_POLICY is not None:
-        _os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY
+_host.look_before_torch()
+WAIT_POLICY = _host.WAIT_POLICY  # the OpenMP wait policy this process runs with (None: torch's default)
 
 # public name -> the module that defines it (relative to this package)
 _EXPORTS = {

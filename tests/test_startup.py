@@ -50,7 +50,7 @@ def test_the_command_flushes_its_output_before_it_exits():
 
 
 def test_the_wait_policy_is_passive_only_while_another_program_is_busy(tmp_path, monkeypatch):
-    import divekit
+    from divekit.core import host
 
     stat = tmp_path / "stat"
     stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
@@ -58,11 +58,11 @@ def test_the_wait_policy_is_passive_only_while_another_program_is_busy(tmp_path,
     def sleep(_):  # meanwhile another program used 60 of the 200 ticks: 0.3 of the CPU time
         stat.write_text("cpu  150 0 110 940 0 0 0 0 0 0\n")
 
-    monkeypatch.setattr(divekit._time, "sleep", sleep)
-    monkeypatch.setattr(divekit._os, "cpu_count", lambda: 2)
-    assert abs(divekit._busy_elsewhere(stat=str(stat)) - 0.6) < 1e-9  # cores' worth
-    assert divekit._busy_elsewhere(stat=str(tmp_path / "absent")) == 0.0
-    assert divekit._choose_wait_policy(0.6) == "PASSIVE" and divekit._choose_wait_policy(0.1) is None
+    monkeypatch.setattr(host.time, "sleep", sleep)
+    monkeypatch.setattr(host.os, "cpu_count", lambda: 2)
+    assert abs(host.busy_elsewhere(stat=str(stat)) - 0.6) < 1e-9  # cores' worth
+    assert host.busy_elsewhere(stat=str(tmp_path / "absent")) == 0.0
+    assert host.choose_wait_policy(0.6) == "PASSIVE" and host.choose_wait_policy(0.1) is None
 
 
 def test_a_wait_policy_the_user_set_is_kept():

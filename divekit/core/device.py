@@ -7,6 +7,7 @@ import os
 import torch
 import torch.distributed
 
+from . import host
 from .errors import ConfigError
 
 
@@ -77,7 +78,8 @@ def physical_cores() -> int:
 
 def resolve_threads(threads: int | None = None) -> int:
     """The CPU threads a run uses: `threads` if given, else $DIVEKIT_THREADS, else $OMP_NUM_THREADS
-    (what torchrun sets per process), else `physical_cores()`."""
+    (what torchrun sets per process), else `physical_cores()` less the cores other programs kept busy
+    when divekit was imported (core.host; at least one)."""
     if threads is not None:
         return threads
     for name in ("DIVEKIT_THREADS", "OMP_NUM_THREADS"):
@@ -86,4 +88,4 @@ def resolve_threads(threads: int | None = None) -> int:
             if not value.isdigit() or int(value) < 1:
                 raise ConfigError(f"${name} must be a positive whole number of threads, got {value!r}")
             return int(value)
-    return physical_cores()
+    return max(1, physical_cores() - host.busy_whole_cores(host.BUSY_CORES))
