@@ -11,8 +11,9 @@ parameters of its own) and records, in call order:
     params        the number of parameters it holds itself (a module called twice counts them once)
     macs          multiply-adds per example
     config        for a convolution or pooling layer, its window: kernel k, stride s, padding p,
-                  dilation d and groups g ('k5x5 s1 p2 d1 g1'); '' for other layers. Shown in
-                  the table (format_summary), not in the JSON rows.
+                  dilation d and groups g ('k5x5 s1 p2 d1 g1'); '' for other layers. The table
+                  (format_summary) shows this text; the JSON rows carry it as `window`, a dict
+                  {kernel, stride, padding, dilation, groups} of per-axis lists (None elsewhere).
 
 Multiply-adds count the products of the matrix and convolution layers and one per output element
 of batch normalization (in eval mode it is y = a * x + b per element):
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import json as json_lib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -53,6 +54,7 @@ class LayerRow:
     params: int
     macs: int
     config: str = ""
+    window: dict[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -74,7 +76,8 @@ class Summary:
 
 def _json_row(r: LayerRow) -> dict[str, Any]:
     row = asdict(r)
-    del row["config"]  # the JSON rows keep their fields; the window settings are in the table
+    del row["config"]  # the text form; JSON gets the same settings as numbers (window)
+    row["window"] = r.window
     return row
 
 
@@ -88,19 +91,44 @@ def _size(value: Any) -> str:
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 
 
+def _per_axis(value: Any, dims: int) -> Any:
+    """5 -> [5, 5] for a 2-d layer, (3, 5) -> [3, 5]; a padding string such as 'same' as it is."""
+    if isinstance(value, str):
+        return value
+    return list(value) if isinstance(value, (tuple, list)) else [value] * dims
+
+
+def layer_window(module: nn.Module) -> dict[str, Any] | None:
+    """A convolution's or pooling layer's window as numbers: {kernel, stride, padding, dilation,
+    groups}, each a list with one entry per spatial axis (groups an int; pooling has no groups, and
+    dilation only for max pooling). None for other layers."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        dims = len(module.kernel_size)
+        return {"kernel": list(module.kernel_size), "stride": _per_axis(module.stride, dims),
+                "padding": _per_axis(module.padding, dims), "dilation": _per_axis(module.dilation, dims),
+                "groups": module.groups}
+    if isinstance(module, _POOLS):
+        dims = int(type(module).__name__[-2])  # MaxPool2d -> 2
+        window = {"kernel": _per_axis(module.kernel_size, dims), "stride": _per_axis(module.stride, dims),
+                  "padding": _per_axis(module.padding, dims)}
+        if hasattr(module, "dilation"):
+            window["dilation"] = _per_axis(module.dilation, dims)
+        return window
+    return None
+
+
 def layer_config(module: nn.Module) -> str:
     """A convolution's or pooling layer's window as 'k3x3 s1 p1 d1 g1' (kernel, stride, padding,
     dilation, groups; pooling has no groups, and dilation only for max pooling); '' for other layers."""
-    if isinstance(module, nn.modules.conv._ConvNd):
-        k = "x".join(map(str, module.kernel_size))
-        return (f"k{k} s{_size(module.stride)} p{_size(module.padding)} d{_size(module.dilation)} "
-                f"g{module.groups}")
-    if isinstance(module, _POOLS):
-        k = module.kernel_size
-        k = "x".join(map(str, k)) if isinstance(k, (tuple, list)) else f"{k}x{k}"
-        dilation = f" d{_size(module.dilation)}" if hasattr(module, "dilation") else ""
-        return f"k{k} s{_size(module.stride)} p{_size(module.padding)}{dilation}"
-    return ""
+    window = layer_window(module)
+    if window is None:
+        return ""
+    text = f"k{'x'.join(map(str, window['kernel']))} s{_size(window['stride'])} p{_size(window['padding'])}"
+    if "dilation" in window:
+        text += f" d{_size(window['dilation'])}"
+    if "groups" in window:
+        text += f" g{window['groups']}"
+    return text
 
 
 def _output_shape(out: Any) -> tuple[int, ...] | None:
@@ -144,7 +172,8 @@ def summary(model: nn.Module, input_shape: Sequence[int]) -> Summary:
             counted.add(id(module))
             own = sum(p.numel() for p in module.parameters(recurse=False))
         rows.append(LayerRow(names[id(module)] or type(module).__name__, type(module).__name__,
-                             _output_shape(out), own, layer_macs(module, inputs, out), layer_config(module)))
+                             _output_shape(out), own, layer_macs(module, inputs, out), layer_config(module),
+                             layer_window(module)))
 
     watched = [m for m in model.modules() if not list(m.children()) or list(m.parameters(recurse=False))]
     handles = [m.register_forward_hook(hook) for m in watched]

@@ -62,7 +62,9 @@ def test_summary_main_json(capsys):
     assert out["model"] == "lenet" and out["input_shape"] == [1, 28, 28]
     assert out["total_params"] == 61_706 and out["total_macs"] == 416_520
     assert out["layers"][0] == {"name": "net.0", "type": "Conv2d", "output_shape": [1, 6, 28, 28], "params": 156,
-                                "macs": 117_600}
+                                "macs": 117_600, "window": {"kernel": [5, 5], "stride": [1, 1], "padding": [2, 2],
+                                                            "dilation": [1, 1], "groups": 1}}
+    assert out["layers"][1]["window"] is None  # the sigmoid has no window
 
 
 def test_summary_main_table_and_errors(capsys):
@@ -83,6 +85,13 @@ def test_table_shows_each_window_with_dilation_and_groups(capsys):
     assert [r.config for r in s.rows] == ["k3x3 s1 p2 d2 g4", "", "k1x3 s1x2 p0 d1 g1", "k2x2 s2 p0 d1", "k3x3 s1 p1"]
     assert s.rows[0].output_shape == (1, 8, 9, 9) and s.rows[0].macs == 8 * 9 * 9 * 1 * 9  # 1 input channel per group
     assert re.search(r"Conv2d output shape: \(1, 8, 9, 9\) +k3x3 s1 p2 d2 g4 +80 +5,832", format_summary(s))
-    assert "config" not in s.to_dict()["layers"][0]  # the JSON rows keep their fields
+    rows = s.to_dict()["layers"]
+    assert "config" not in rows[0]  # JSON carries the window as numbers, not the table's text
+    assert [r["window"] for r in rows] == [
+        {"kernel": [3, 3], "stride": [1, 1], "padding": [2, 2], "dilation": [2, 2], "groups": 4}, None,
+        {"kernel": [1, 3], "stride": [1, 2], "padding": [0, 0], "dilation": [1, 1], "groups": 1},
+        {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0], "dilation": [1, 1]},
+        {"kernel": [3, 3], "stride": [1, 1], "padding": [1, 1]}]
+    assert json.loads(json.dumps(s.to_dict())) == s.to_dict()  # plain JSON types only
     assert summary_main("lenet", "1,28,28") == 0
     assert "k5x5 s1 p2 d1 g1" in capsys.readouterr().out
