@@ -87,9 +87,9 @@ def load_dataset(
     """Load a registered dataset as in-memory loaders.
 
     `resize` and `augment` ("flip", "crop", "flip-crop": random left-right flips and/or random
-    crops after zero padding by 1/14 of the side, 2 pixels at 28x28; training split only) apply to
-    image datasets; extra `kwargs` go to
-    the dataset's factory.
+    crops after zero padding by 1/14 of the side, 2 pixels at 28x28; "resized-crop-flip": book
+    14.13's random square crop of 64-100% of the area resized back, then a flip; training split
+    only) apply to image datasets; extra `kwargs` go to the dataset's factory.
     """
     entry = dataset_entry(name)
     overrides = dict(kwargs)

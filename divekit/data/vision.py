@@ -26,7 +26,7 @@ from ..core.io import atomic_save_file, read_safetensors
 from . import hub
 from .loader import TensorLoader, split, stratified_subset
 from .registry import DataBundle, register_dataset
-from .transforms import image_transform, random_crop, random_hflip, to_float
+from .transforms import image_transform, random_crop, random_hflip, random_resized_crop, to_float
 from .transforms import resize as resize_fn
 
 FASHION_MNIST_CLASSES = [
@@ -167,7 +167,12 @@ def image_classification(
     train_fns = list(fns)
     if augment in ("crop", "flip-crop"):
         train_fns.append(random_crop((h, w), padding=max(1, h // 14)))
-    if augment in ("flip", "flip-crop"):
+    if augment == "resized-crop-flip":
+        # book 14.13: Resize(40) then RandomResizedCrop(32, scale=(0.64, 1), ratio=(1, 1)) on 32x32
+        # images, i.e. a square of 64-100% of the image's area resized back to its side; cropped from
+        # the original directly, which saves the first interpolation
+        train_fns.append(random_resized_crop((h, w), scale=(0.64, 1.0), ratio=(1.0, 1.0)))
+    if augment in ("flip", "flip-crop", "resized-crop-flip"):
         train_fns.append(random_hflip())
     train = TensorLoader(x_train, y_train, batch_size=batch_size, shuffle=True, transform=image_transform(*train_fns),
                          device=device, seed=seed)

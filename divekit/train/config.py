@@ -21,7 +21,7 @@ from ..core.errors import ConfigError, did_you_mean
 from ..ops.schedules import build_schedule
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-AUGMENTATIONS = ("flip", "crop", "flip-crop")
+AUGMENTATIONS = ("flip", "crop", "flip-crop", "resized-crop-flip")
 # `divekit bench` switch -> the TrainConfig overrides it measures
 SPEED_SWITCHES: dict[str, dict[str, Any]] = {
     "fp32": {},
@@ -73,7 +73,8 @@ class TrainConfig:
     warmup_epochs: float = setting(0.0, help="linear warmup before the cosine schedule")
     grad_clip: float | None = setting(None, help="clip the global gradient norm to this value")
     resize: int | None = setting(None, help="resize images to RESIZE x RESIZE")
-    augment: str | None = setting(None, help="training-set augmentation for images: flip, crop or flip-crop")
+    augment: str | None = setting(None, help="training-set augmentation for images: flip, crop, flip-crop or "
+                                  "resized-crop-flip (book 14.13's for CIFAR-10)")
     label_smoothing: float = setting(0.0, help="classification: weight of the uniform target, e.g. 0.1")
     seed: int = setting(0, help="random seed (initialization, shuffling, dropout)")
     device: str = setting("auto", help="auto, cpu, cuda, cuda:N, mps")

@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import json
+import math
 import tarfile
 import threading
 from pathlib import Path
@@ -238,6 +239,21 @@ def test_kaggle_layout_reads_labels_by_class_name(tmp_path):
     (root / "trainLabels.csv").write_text("image,class\n1,frog\n")
     with pytest.raises(DataError, match="must start with the header `id,label`"):
         load_dataset("kaggle-cifar10", batch_size=16, root=str(root))
+
+
+def test_book_14_13_settings_train_on_the_kaggle_layout(tmp_path, capsys):
+    """The guide's 14.13 command (its crops, SGD and step schedule), for one epoch on the fixture."""
+    root = make_kaggle_folder(tmp_path / "kaggle", n_train=40, n_test=2)
+    run_dir = tmp_path / "run"
+    assert main(["train", "resnet18-cifar", "--data", "kaggle-cifar10", "--data-arg", f"root={root}",
+                 "--augment", "resized-crop-flip", "--optimizer", "sgd", "--momentum", "0.9", "--lr", "2e-4",
+                 "--weight-decay", "5e-4", "--epochs", "1", "--batch-size", "16", "--scheduler", "step",
+                 "--scheduler-arg", "step_size=4", "--scheduler-arg", "gamma=0.9", "--threads", "1",
+                 "--out", str(run_dir), "--no-plot", "--no-progress", "--json"]) == 0
+    assert math.isfinite(last_json(capsys.readouterr().out)["train_loss"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["augment"] == "resized-crop-flip" and config["scheduler"] == "step"
+    assert config["scheduler_args"] == {"step_size": 4, "gamma": 0.9}
 
 
 def test_predict_writes_the_kaggle_submission(tmp_path, capsys):

@@ -297,6 +297,30 @@ def test_augment_changes_training_batches_only():
         dk.TrainConfig(augment="rotate").validate()
 
 
+def test_resized_crop_flip_is_the_books_square_crop_of_64_to_100_percent():
+    from divekit.data.vision import image_classification
+
+    # channel 0 rises along the columns and channel 1 down the rows, 8 levels a pixel, so each
+    # augmented image is a linear ramp whose slopes give the crop's side and the flip
+    ramp = torch.arange(32, dtype=torch.uint8) * 8
+    x = torch.stack([ramp.expand(32, 32), ramp[:, None].expand(32, 32)]).expand(64, 2, 32, 32).contiguous()
+    bundle = image_classification("ramps", x, torch.zeros(64, dtype=torch.long), x[:4], torch.zeros(4, dtype=torch.long),
+                                  ["a"], batch_size=64, seed=0, device="cpu", augment="resized-crop-flip")
+    xa, _ = next(iter(bundle.train))
+    assert xa.shape == (64, 2, 32, 32)
+    inner = xa[:, :, 1:-1, 1:-1] * 255 / 8  # back to pixels of the source; the border pixel may clamp
+    col_slope = inner[:, 0].diff(dim=-1)  # each row: a ramp of side / 32 source pixels per output pixel
+    row_slope = inner[:, 1].diff(dim=-2)
+    side = row_slope.mean(dim=(1, 2))
+    assert torch.allclose(col_slope.abs(), side[:, None, None].expand_as(col_slope), atol=1e-3)  # square: ratio 1
+    assert torch.allclose(row_slope, side[:, None, None].expand_as(row_slope), atol=1e-3)
+    assert side.min() >= 0.8 - 1e-3 and side.max() <= 1 + 1e-3  # sqrt(0.64) = 0.8 of the side, up to all of it
+    assert side.max() - side.min() > 0.05  # the side varies between images
+    flipped = col_slope.mean(dim=(1, 2)) < 0
+    assert 0 < flipped.sum() < 64  # about half mirrored
+    assert torch.equal(next(iter(bundle.test))[0], x[:4].float() / 255)  # evaluation is never augmented
+
+
 def test_label_smoothing_applies_to_training_loss_only():
     from divekit.tasks.base import Classification
 
