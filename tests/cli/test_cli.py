@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import last_json
 from PIL import Image
 
 from divekit.cli import main
@@ -13,10 +14,6 @@ from divekit.core.checkpoint import Checkpoint
 from divekit.data.transforms import to_float
 from divekit.data.vision import load_digits_tensors
 from divekit.train.api import load_run
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import last_json
 
 from divekit.cli import main
 from divekit.core.errors import ChecksumError, DataError
@@ -25,10 +26,6 @@ from divekit.data.transforms import to_float
 from divekit.train.api import load_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture(autouse=True)

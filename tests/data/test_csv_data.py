@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import last_json
 
 import divekit as dk
 from divekit.apps.tabular import k_fold_csv
@@ -20,10 +21,6 @@ from divekit.ops.schedules import Plateau
 from divekit.train.api import fit, load_run, resolve_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def titanic_like(n: int, seed: int) -> pd.DataFrame:

@@ -4,6 +4,7 @@ against the book's worked examples and against torch.nn.functional, forward and 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_same_forward_backward
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,18 +26,6 @@ from divekit.ops.conv import (
 )
 
 FEW = settings(max_examples=20, deadline=None)
-
-
-def assert_same_forward_backward(ours, theirs, *inputs):
-    """ours(*inputs) equals theirs(*inputs), and so do the gradients w.r.t. every input of a random
-    weighting of the output (random rather than all ones, so a transposed gradient shows)."""
-    a = [x.detach().clone().requires_grad_() for x in inputs]
-    b = [x.detach().clone().requires_grad_() for x in inputs]
-    y_a, y_b = ours(*a), theirs(*b)
-    torch.testing.assert_close(y_a, y_b)
-    weights = torch.randn(y_a.shape, generator=torch.Generator().manual_seed(1), dtype=y_a.dtype)
-    for g_a, g_b in zip(torch.autograd.grad((y_a * weights).sum(), a), torch.autograd.grad((y_b * weights).sum(), b)):
-        torch.testing.assert_close(g_a, g_b)
 
 
 def randn(g, *shape):

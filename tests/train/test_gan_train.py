@@ -3,12 +3,12 @@ fashion-mnist` on a fixture in the real file layout (metrics of both players, a 
 epoch, --resume, --json), `divekit generate` on the run, and the errors a GAN run gives."""
 
 import gzip
-import json
 import struct
 
 import numpy as np
 import pytest
 import torch
+from helpers import last_json
 from PIL import Image
 
 import divekit as dk
@@ -16,10 +16,6 @@ from divekit.cli import main
 from divekit.core.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def toy_run(tmp_path, name, **overrides):
