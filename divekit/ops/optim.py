@@ -237,16 +237,25 @@ def _impl_kwargs(optimizer, impl: str) -> dict:
 # torch's wrappers that keep torch.compile out of an optimizer's bookkeeping; each imports torch._dynamo
 # (about 1.1 s and 200 MB of modules, pandas and sympy among them) on its first call
 _DYNAMO_GUARDS = ("_disable_dynamo.<locals>.inner", "_use_grad_for_differentiable.<locals>._use_grad")
+# every global and attribute name torch's _use_grad touches (torch 2.4-2.13): a wrapper that does more
+# than set the grad mode and break the graph is kept as torch wrote it, never replaced by a copy of an
+# older one
+_USE_GRAD_NAMES = {"torch", "torch._dynamo", "_dynamo", "cast", "Optimizer", "is_grad_enabled", "set_grad_enabled", "defaults",
+                   "graph_break"}
 
 
 def _unguarded(method):
     """`method` without torch's dynamo guard (the same function, run eagerly), or None if it has none."""
+    if getattr(method, "hooked", False):  # the profiler hook Optimizer.__init__ puts on the class's step
+        method = method.__wrapped__  # (a class instantiated earlier): the new class gets its own hook
     code = getattr(method, "__code__", None)
     if code is None or code.co_qualname not in _DYNAMO_GUARDS or not hasattr(method, "__wrapped__"):
         return None
     raw = method.__wrapped__
     if code.co_qualname.startswith("_disable_dynamo"):
         return raw
+    if not set(code.co_names) <= _USE_GRAD_NAMES:
+        return None
 
     @functools.wraps(raw)
     def step(self, *args, **kwargs):  # what _use_grad does, less its torch._dynamo.graph_break() calls
@@ -254,6 +263,13 @@ def _unguarded(method):
             return raw(self, *args, **kwargs)
 
     return step
+
+
+def _restore(optimizer: type[torch.optim.Optimizer], state: dict):
+    """Unpickle an `eager(optimizer)` instance (its class is made at run time, so pickle cannot name it)."""
+    obj = object.__new__(eager(optimizer))
+    obj.__setstate__(state)
+    return obj
 
 
 @functools.cache
@@ -264,8 +280,9 @@ def eager(optimizer: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]
     guards that import torch._dynamo the first time they run: about 1.1 s of every training process
     here, more than a whole softmax-regression run on the digits trains. divekit never compiles an
     optimizer's bookkeeping, so its optimizers call the same functions unwrapped; the updates and the
-    state are torch's, bit for bit (tests/ops/test_optim.py). A torch without these guards gets the
-    class back unchanged.
+    state are torch's, bit for bit (tests/ops/test_optim.py). A torch without these guards, or whose
+    guards do more than this module knows of, gets the class back unchanged. Instances pickle (and
+    `torch.save`) as torch's own would, and unpickle as the eager class.
     """
     methods = {}
     for name in dir(optimizer):
@@ -274,8 +291,13 @@ def eager(optimizer: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]
             methods[name] = raw
     if not methods:
         return optimizer
-    return type(optimizer.__name__, (optimizer,), {**methods, "__module__": optimizer.__module__,
-                                                  "__qualname__": optimizer.__qualname__, "__doc__": optimizer.__doc__})
+
+    def __reduce_ex__(self, protocol):
+        return _restore, (optimizer, self.__getstate__())
+
+    return type(optimizer.__name__, (optimizer,), {**methods, "__reduce_ex__": __reduce_ex__, "__module__": __name__,
+                                                  "__qualname__": f"eager({optimizer.__qualname__})",
+                                                  "__doc__": optimizer.__doc__})
 
 
 def _scratch_sgd(params, lr, momentum=0.0, weight_decay=0.0, impl="auto"):

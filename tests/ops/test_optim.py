@@ -279,3 +279,32 @@ def test_building_and_stepping_an_optimizer_does_not_import_dynamo():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False"]
+
+
+@pytest.mark.parametrize("name", [n for n in OPTIMIZERS if n != "sgd-scratch"])
+def test_eager_classes_skip_the_guards_after_torchs_class_ran_and_pickle(name):
+    """The first instance of a torch optimizer hooks its class's step for the profiler; eager() built after
+    that must still unwrap the guard (not inherit it), and its instances pickle like torch's."""
+    import io
+    import pickle
+
+    from divekit.ops.optim import eager
+
+    net = torch.nn.Linear(3, 1)
+    base = type(build_optimizer(name, net.parameters(), lr=0.1)).__mro__[1]
+    base([torch.nn.Parameter(torch.ones(1))], lr=0.1)  # hooks base.step
+    eager.cache_clear()
+    opt = build_optimizer(name, net.parameters(), lr=0.1)
+    net(torch.ones(2, 3)).sum().backward()
+    opt.step()
+    if base.__module__.startswith("torch.optim"):  # divekit's from-scratch steps have no guard to remove
+        step = inspect.getattr_static(type(opt), "step")
+        while hasattr(step, "__wrapped__") and step.__code__.co_qualname != "_unguarded.<locals>.step":
+            step = step.__wrapped__
+        assert step.__code__.co_qualname == "_unguarded.<locals>.step"
+    again = pickle.loads(pickle.dumps(opt))
+    assert type(again) is type(opt) and str(again.state_dict()) == str(opt.state_dict())
+    buffer = io.BytesIO()
+    torch.save(opt, buffer)
+    buffer.seek(0)
+    assert str(torch.load(buffer, weights_only=False).state_dict()) == str(opt.state_dict())
