@@ -53,19 +53,42 @@ def test_the_wait_policy_is_passive_only_while_another_program_is_busy(tmp_path,
     from divekit.core import host
 
     stat = tmp_path / "stat"
-    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
+    start = ("cpu  200 0 200 1600 0 0 0 0 0 0\ncpu0 100 0 100 800 0 0 0 0 0 0\n"
+             "cpu1 100 0 100 800 0 0 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0 0 0\nintr 1 2 3\n")
+    stat.write_text(start)
 
-    def sleep(_):  # meanwhile another program used 60 of the 200 ticks: 0.3 of the CPU time
-        stat.write_text("cpu  150 0 110 940 0 0 0 0 0 0\n")
+    def sleep(_):  # meanwhile another program used 60 of cpu0's 100 ticks, and cpu2 (not ours) ran flat out
+        stat.write_text("cpu  350 0 210 1640 0 0 0 0 0 0\ncpu0 150 0 110 840 0 0 0 0 0 0\n"
+                        "cpu1 100 0 100 900 0 0 0 0 0 0\ncpu2 100 0 0 0 0 0 0 0 0 0\nintr 1 2 3\n")
 
     monkeypatch.setattr(host.time, "sleep", sleep)
-    monkeypatch.setattr(host.os, "cpu_count", lambda: 2)
-    assert abs(host.busy_elsewhere(stat=str(stat)) - 0.6) < 1e-9  # cores' worth
+    monkeypatch.setattr(host, "_allowed_cpus", lambda: {0, 1})
+    assert abs(host.busy_elsewhere(stat=str(stat)) - 0.6) < 1e-9  # cores' worth, on the CPUs we may use
+    monkeypatch.setattr(host, "_allowed_cpus", lambda: {0, 1, 2})
+    stat.write_text(start)
+    assert abs(host.busy_elsewhere(stat=str(stat)) - 1.6) < 1e-9
     assert host.busy_elsewhere(stat=str(tmp_path / "absent")) == 0.0
     assert host.choose_wait_policy(0.6) == "PASSIVE" and host.choose_wait_policy(0.1) is None
+
+
+def test_torchrun_ranks_do_not_measure_each_other():
+    # torchrun sets OMP_NUM_THREADS; ranks importing divekit together would count each other as busy
+    code = ("import os; os.environ['OMP_NUM_THREADS'] = '1'\nimport divekit\n"
+            "from divekit.core import host\nprint(host.WAIT_POLICY, host.BUSY_CORES)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["None", "0.0"]
 
 
 def test_a_wait_policy_the_user_set_is_kept():
     code = "import os; os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\nimport divekit\nprint(divekit.WAIT_POLICY)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["ACTIVE"]
+
+
+def test_a_profiled_command_exits_normally_so_the_profile_is_written(tmp_path):
+    # os._exit would skip cProfile's dump at exit (and coverage's)
+    out = tmp_path / "list.prof"
+    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "divekit", "list", "datasets"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 0 and "digits" in proc.stdout

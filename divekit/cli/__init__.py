@@ -70,9 +70,13 @@ def entry() -> None:
     Tearing down a process that loaded torch (freeing its modules and unmapping libtorch) took
     0.4-1.9 s here, longer than many runs train (benchmarks/process_profile.py). Everything divekit
     writes is complete by then (checkpoints are written, fsynced and renamed before `fit` returns),
-    so only the standard streams need a flush before `os._exit`.
+    so only the standard streams need a flush before `os._exit`. Under a profiler or tracer
+    (`python -m cProfile -o out.prof -m divekit ...`, coverage) the process exits normally, so that
+    their atexit handlers write what they measured.
     """
     code = main()  # argparse's --help and usage errors leave through SystemExit, before torch is loaded
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     try:
         sys.stdout.flush()
         sys.stderr.flush()

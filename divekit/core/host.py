@@ -2,10 +2,10 @@
 
 GNU OpenMP reads its wait policy once, when torch loads it. Spinning idle threads (its default)
 keep small ops fast on a quiet machine (a GRU step ran 3.8x slower with PASSIVE), but when another
-program holds a core they wait on it: a 2-thread LeNet step ran 4x slower. So, unless the user chose,
-`import divekit` watches the CPU for 50 ms: if other programs keep half a core or more busy, threads
-sleep while they wait (PASSIVE) and a run uses the cores left free (`core.device.resolve_threads`);
-otherwise torch's defaults stay (benchmarks/busy_core.py, docs/RESULTS.md). Pure Python: no torch.
+program holds a core they wait on it: a 2-thread LeNet step ran 4x slower. So, unless the user chose
+(OMP_WAIT_POLICY or OMP_NUM_THREADS set), `import divekit` watches the CPUs this process may use for
+50 ms: if other programs keep half a core or more busy, threads sleep while they wait (PASSIVE) and a
+run uses the cores left free (`core.device.resolve_threads`); otherwise torch's defaults stay (benchmarks/busy_core.py, docs/RESULTS.md). Pure Python: no torch.
 """
 
 from __future__ import annotations
@@ -17,23 +17,46 @@ BUSY_CORES = 0.0  # cores' worth of CPU other programs used when divekit was imp
 WAIT_POLICY: str | None = os.environ.get("OMP_WAIT_POLICY")  # what this process runs with (None: torch's)
 
 
-def busy_elsewhere(interval: float = 0.05, stat: str = "/proc/stat") -> float:
-    """How many cores' worth of CPU other processes use over the next `interval` seconds (this one
-    sleeps meanwhile), from the kernel's counters; 0.0 where they cannot be read (not Linux)."""
+def _allowed_cpus() -> set[int] | None:
+    """The CPUs this process may run on, or None where the system does not say."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
 
-    def busy_total() -> tuple[int, int]:
+
+def busy_elsewhere(interval: float = 0.05, stat: str = "/proc/stat") -> float:
+    """How many cores' worth of CPU other processes use, over the next `interval` seconds (this one
+    sleeps meanwhile), on the CPUs this process may run on, from the kernel's per-CPU counters; 0.0
+    where they cannot be read (not Linux).
+
+    Only those CPUs count: in a container or under `taskset`, the load of the rest of a large host
+    takes no core from this process."""
+    allowed = _allowed_cpus()
+
+    def busy_total() -> dict[int, tuple[int, int]]:
+        ticks = {}
         with open(stat) as f:
-            user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-        busy = user + nice + system + irq + softirq
-        return busy, busy + idle + iowait + steal
+            for line in f:
+                name, *fields = line.split()
+                if not name.startswith("cpu") or name == "cpu":
+                    continue  # the first line sums every CPU of the host
+                if not name[3:].isdigit():
+                    break  # past the cpuN lines
+                cpu = int(name[3:])
+                if allowed is None or cpu in allowed:
+                    user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[:8])
+                    busy = user + nice + system + irq + softirq
+                    ticks[cpu] = busy, busy + idle + iowait + steal
+        return ticks
 
     try:
-        busy0, total0 = busy_total()
+        before = busy_total()
         time.sleep(interval)
-        busy1, total1 = busy_total()
+        after = busy_total()
     except (OSError, ValueError):
         return 0.0
-    return (busy1 - busy0) / max(total1 - total0, 1) * (os.cpu_count() or 1)
+    return sum((after[c][0] - b0) / max(after[c][1] - t0, 1) for c, (b0, t0) in before.items() if c in after)
 
 
 def busy_whole_cores(busy: float) -> int:
@@ -51,8 +74,9 @@ def look_before_torch() -> None:
     global BUSY_CORES, WAIT_POLICY
     import sys
 
-    if "torch" in sys.modules or WAIT_POLICY is not None:
-        return
+    if "torch" in sys.modules or WAIT_POLICY is not None or "OMP_NUM_THREADS" in os.environ:
+        return  # too late, or chosen already (torchrun sets OMP_NUM_THREADS: its ranks start together and
+        # would count each other as the busy programs)
     BUSY_CORES = busy_elsewhere()
     WAIT_POLICY = choose_wait_policy(BUSY_CORES)
     if WAIT_POLICY is not None:

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import torch
 
-from ..core import dist
+from ..core import dist, host
 from ..core.checkpoint import Checkpoint
 from ..core.device import resolve_device, resolve_threads
 from ..core.errors import ConfigError, DivekitError, did_you_mean
@@ -25,7 +25,7 @@ from ..data.registry import DataBundle, dataset_entry, load_dataset
 from ..models.registry import MODELS, create_model
 from ..tasks import Task, make_task, task_name
 from .callbacks import Callback, CheckpointSaver, EarlyStopping, MetricsLogger, PlotCurves, ProgressBar, SampleGrid
-from .config import TrainConfig, coerce_fields, read_config_file, resolve
+from .config import MACHINE, TrainConfig, coerce_fields, read_config_file, resolve
 from .finetune import prepare_finetune
 from .recipes import recipe
 from .trainer import Trainer, check_precision
@@ -164,8 +164,7 @@ def fit(
     config names (e.g. with per-group settings). Returns a Result.
     """
     cfg = (resolve(config) if isinstance(config, dict) else config or TrainConfig()).validate()  # the one check
-    cfg = cfg.replace(threads=resolve_threads(cfg.threads))  # config.json records the number used
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(resolve_threads(cfg.threads))  # config.json's "machine" records the number used
     dist.join_if_launched(cfg.device)  # a script run by torchrun that did not set up torch.distributed itself
     torch.manual_seed(cfg.seed)
     data = prepare_data(data, cfg)
@@ -210,7 +209,7 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: str | Path | None | bool) -> Path
     if dist.is_main():
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(run_dir / CONFIG, cfg.to_dict())
+            write_json_atomic(run_dir / CONFIG, {**cfg.to_dict(), MACHINE: machine_choices()})
         except OSError as e:
             raise ConfigError(f"cannot write the run folder {run_dir}: {e.strerror or e}; choose another --out") from None
     return run_dir
@@ -233,11 +232,19 @@ def standard_callbacks(cfg: TrainConfig, data: DataBundle, name: str, run_dir: P
     return cbs
 
 
+def machine_choices() -> dict[str, Any]:
+    """What this process chose from the machine rather than the config: the thread count (when the
+    config leaves it to the machine), the OpenMP wait policy and the other programs' load at import
+    (divekit.core.host). A resumed run chooses again."""
+    return {"threads": torch.get_num_threads(), "omp_wait_policy": host.WAIT_POLICY or "torch's default",
+            "busy_cores_at_import": round(host.BUSY_CORES, 2)}
+
+
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise DivekitError(f"{run_dir} is not a divekit run folder: it has no {CONFIG}")
-    return resolve(json.loads(path.read_text()))
+    return resolve(read_config_file(path))
 
 
 def train(config: TrainConfig | None = None, *, progress: bool = True, callbacks: Iterable[Callback] = (),

@@ -98,7 +98,7 @@ class TrainConfig:
                          "matplotlib); metrics.json and metrics.csv are written either way")
     threads: int | None = setting(
         None, help="CPU threads for torch (default: $DIVEKIT_THREADS, else the physical cores this process may "
-        "use); config.json records the number used")
+        "use, less those other programs keep busy); config.json's \"machine\" records the number used")
     model_args: dict[str, Any] = setting(
         help="keyword argument for the model factory (repeatable)", metavar="KEY=VALUE", default_factory=dict)
     data_args: dict[str, Any] = setting(
@@ -211,8 +211,13 @@ def coerce_fields(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# the key of a run's config.json under which fit records what the machine chose (threads, wait policy):
+# facts about that process, not settings, so a config read back leaves them out
+MACHINE = "machine"
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON or TOML config file into a dict of TrainConfig fields."""
+    """Read a JSON or TOML config file into a dict of TrainConfig fields (a run's config.json too)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -225,6 +230,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid {kind}: {e}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(values).__name__}")
+    values.pop(MACHINE, None)
     return coerce_fields(values)
 
 

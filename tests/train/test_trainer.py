@@ -343,11 +343,21 @@ def test_no_plot_skips_the_curves_and_threads_are_recorded(tmp_path, monkeypatch
 
     monkeypatch.setenv("DIVEKIT_THREADS", "1")
     before = torch.get_num_threads()
+    config = tmp_path / "r" / "config.json"
     try:
         result = dk.train(model="softmax-regression", data="digits", epochs=1, out=str(tmp_path / "r"),
                           progress=False, plot=False)
         assert torch.get_num_threads() == 1
+        recorded = json.loads(config.read_text())
+        # the setting stays "the machine decides" (None); what it decided is recorded beside it
+        assert recorded["threads"] is None is result.config.threads and recorded["machine"]["threads"] == 1
+        assert {"omp_wait_policy", "busy_cores_at_import"} <= set(recorded["machine"])
+        monkeypatch.setenv("DIVEKIT_THREADS", "2")  # a resumed run (and --config config.json) chooses again
+        dk.train(resume=tmp_path / "r", epochs=2, progress=False)
+        assert torch.get_num_threads() == 2 and json.loads(config.read_text())["machine"]["threads"] == 2
+        from divekit.train.api import resolve_config
+
+        assert resolve_config(config, model="softmax-regression").threads is None
     finally:
         torch.set_num_threads(before)
     assert not (tmp_path / "r" / "curves.png").exists() and (tmp_path / "r" / "metrics.csv").is_file()
-    assert json.loads((tmp_path / "r" / "config.json").read_text())["threads"] == 1 == result.config.threads
