@@ -110,9 +110,9 @@ class BackgroundWriter:
     """Runs file writes on one background thread, at most one job at a time, so that training goes on
     while a checkpoint is serialized, fsynced and renamed into place.
 
-    `submit` first waits for the previous job (a failed write raises there, in the caller's thread, and
-    never more than one write is in flight); `wait` blocks until the last job is done; `close` also ends
-    the thread. A job must write only data nothing else will change: a snapshot taken before submitting.
+    `submit` first waits for the previous job (a failed write raises there, in the caller's thread, an
+    OSError as a DivekitError, and never more than one write is in flight); `wait` blocks until the last
+    job is done; `close` also ends the thread. A job must write only data nothing else will change: a snapshot taken before submitting.
     """
 
     def __init__(self):
@@ -127,8 +127,14 @@ class BackgroundWriter:
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is None:
+            return
+        try:
             pending.result()
+        except OSError as e:  # a full disk, a removed folder: one line for the user, not a thread's traceback
+            where = f" {e.filename}" if e.filename else ""
+            raise DivekitError(f"could not write{where}: {e.strerror or e}; the files of the epochs before it are "
+                               "intact. Free some space (or fix the folder) and continue with --resume") from e
 
     def close(self) -> None:
         try:

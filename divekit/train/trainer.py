@@ -108,11 +108,26 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train until config.epochs (or early stopping, or --time-limit); returns the last epoch's metrics."""
         try:
-            return self._fit()
-        finally:  # also after an error: e.g. the checkpoint of the last finished epoch is written out
-            for cb in self.callbacks:
-                if hasattr(cb, "teardown"):  # a callback need not derive from Callback
+            metrics = self._fit()
+        except BaseException as error:  # e.g. the checkpoint of the last finished epoch is still written out
+            for failure in self._teardown():
+                error.add_note(f"and while finishing the run's files: {type(failure).__name__}: {failure}")
+            raise
+        failures = self._teardown()
+        if failures:
+            raise failures[0]
+        return metrics
+
+    def _teardown(self) -> list[Exception]:
+        """Every callback's teardown, each even if one before it failed; returns the failures."""
+        failures = []
+        for cb in self.callbacks:
+            if hasattr(cb, "teardown"):  # a callback need not derive from Callback
+                try:
                     cb.teardown(self)
+                except Exception as e:
+                    failures.append(e)
+        return failures
 
     def _fit(self) -> dict[str, float]:
         self._call("on_fit_start")

@@ -256,10 +256,11 @@ def test_background_writer_runs_jobs_in_order_one_at_a_time_and_reraises_failure
     assert done == list(range(5))
 
     def fail():
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device", "run/checkpoint.safetensors")
 
     writer.submit(fail)
-    with pytest.raises(OSError, match="disk full"):  # in the caller's thread, at the next wait or submit
+    # in the caller's thread, at the next wait or submit, as one line the CLI prints with what to do
+    with pytest.raises(DivekitError, match="could not write run/checkpoint.safetensors: No space left.*--resume"):
         writer.submit(lambda: done.append("after"))
     writer.close()
     assert done[-1] != "after" and writer._pool is None

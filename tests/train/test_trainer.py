@@ -112,6 +112,29 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tmp_p
     assert all(torch.isfinite(v).all() for v in ck.model_state().values())
 
 
+class BrokenTeardown(Callback):
+    def teardown(self, trainer):
+        raise OSError("disk full")
+
+
+class CountTeardown(Callback):
+    calls = 0
+
+    def teardown(self, trainer):
+        type(self).calls += 1
+
+
+def test_a_failing_teardown_neither_hides_the_runs_error_nor_skips_the_others(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 5") as caught:
+        dk.train(model="softmax-regression", data="digits", out=str(tmp_path / "r"), epochs=3, progress=False,
+                 callbacks=[Poison(), BrokenTeardown(), CountTeardown()])
+    assert CountTeardown.calls == 1 and "OSError: disk full" in "".join(caught.value.__notes__)
+    with pytest.raises(OSError, match="disk full"):  # a run that went well reports the failure itself
+        dk.train(model="softmax-regression", data="digits", out=str(tmp_path / "s"), epochs=1, progress=False,
+                 callbacks=[BrokenTeardown(), CountTeardown()])
+    assert CountTeardown.calls == 2
+
+
 def test_exploding_learning_rate_is_reported(tmp_path):
     with pytest.raises(TrainingDiverged, match="smaller --lr"):
         dk.train(model="linear-regression", lr=50.0, out=str(tmp_path / "r"), progress=False)
