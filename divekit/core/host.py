@@ -5,7 +5,8 @@ keep small ops fast on a quiet machine (a GRU step ran 3.8x slower with PASSIVE)
 program holds a core they wait on it: a 2-thread LeNet step ran 4x slower. So, unless the user chose
 (OMP_WAIT_POLICY or OMP_NUM_THREADS set), `import divekit` watches the CPUs this process may use for
 50 ms: if other programs keep half a core or more busy, threads sleep while they wait (PASSIVE) and a
-run uses the cores left free (`core.device.resolve_threads`); otherwise torch's defaults stay (benchmarks/busy_core.py, docs/RESULTS.md). Pure Python: no torch.
+run uses the cores left free (`core.device.resolve_threads`); otherwise torch's defaults stay
+(benchmarks/busy_core.py, docs/RESULTS.md). Pure Python: no torch.
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ class BackgroundWriter:
 
     `submit` first waits for the previous job (a failed write raises there, in the caller's thread, an
     OSError as a DivekitError, and never more than one write is in flight); `wait` blocks until the last
-    job is done; `close` also ends the thread. A job must write only data nothing else will change: a snapshot taken before submitting.
+    job is done; `close` also ends the thread. A job must write only data nothing else will change: a
+    snapshot taken before submitting.
     """
 
     def __init__(self):

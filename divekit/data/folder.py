@@ -25,8 +25,6 @@ across training seeds) becomes the validation split. Data options: `size`, `chan
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -37,8 +35,8 @@ from pathlib import Path
 import torch
 
 from ..core.errors import DataError
-from ..core.io import atomic_save_file, read_safetensors
 from . import hub
+from .cache import decoded
 from .images import UnreadableImage, read_image
 from .loader import split
 from .registry import register_source
@@ -46,8 +44,6 @@ from .vision import image_classification
 
 PREFIX = "folder:"
 DEFAULTS = {"batch_size": 32, "epochs": 10}  # the config defaults of folder datasets (few images, small batches)
-HEADER_KEY = "divekit.folder"
-FORMAT_VERSION = 1
 
 
 def unpack_zip(archive: Path) -> Path:
@@ -96,14 +92,12 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[Path]]:
     return [d.name for d in class_dirs], files, stray
 
 
-def cache_path(root: Path, files: list[tuple[Path, int]], size: int, channels: int,
-               classes: list[str] | None = None) -> Path:
-    """Where the decoded tensors of this folder, in this state, at this size are cached; the class
-    names are part of the key, since a label file (Kaggle's trainLabels.csv) can rename them."""
+def cache_key(root: Path, files: list[tuple[Path, int]], size: int, channels: int,
+              classes: list[str] | None = None) -> list:
+    """What the decoded tensors of this folder depend on: its listing in its present state, the size
+    and channels, and the class names (a label file, Kaggle's trainLabels.csv, can rename them)."""
     listing = [(str(f.relative_to(root)), label, f.stat().st_size, f.stat().st_mtime_ns) for f, label in files]
-    key = json.dumps([FORMAT_VERSION, str(root.resolve()), size, channels, listing] + ([classes] if classes else []))
-    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    return hub.cache_dir() / "folders" / f"{root.resolve().name}-{size}px-{channels}ch-{digest}.safetensors"
+    return [str(root.resolve()), size, channels, listing] + ([classes] if classes else [])
 
 
 def decode_folder(root: str | Path, size: int = 64, channels: int = 3,
@@ -126,31 +120,29 @@ def decode_files(root: Path, classes: list[str], files: list[tuple[Path, int]], 
     """decode_folder's work on a listing of (file under `root`, class index): the images (N, C, size,
     size) uint8, labels (N,), `classes` and the skipped files, read from the cache when it holds this
     listing. `skipped` starts the list of skipped files; `source` names the data in errors."""
-    path = cache_path(root, files, size, channels, classes)
-    if cache and path.is_file():
-        try:
-            tensors, header = read_safetensors(path, HEADER_KEY)
-            return tensors["x"], tensors["y"], header["classes"], header["skipped"]
-        except (DataError, KeyError, TypeError, ValueError):
-            pass  # an unreadable cache file is rebuilt below
+
+    def build():
+        images, labels, skipped_all = [], [], list(skipped)
+        for f, label in files:
+            try:
+                images.append(read_image(f, mode, size))
+                labels.append(label)
+            except UnreadableImage as e:
+                skipped_all.append(f"{f.relative_to(root)}: {e.reason}")
+        counts = torch.bincount(torch.tensor(labels, dtype=torch.long), minlength=len(classes))
+        empty = [c for c, n in zip(classes, counts.tolist()) if n == 0]
+        if empty:
+            raise DataError(f"{source}: class(es) {empty} hold no readable image"
+                            + (f" ({len(skipped_all)} files skipped: {skipped_all[:3]})" if skipped_all else ""))
+        x = torch.stack(images)  # (N, C, size, size)
+        return {"x": x, "y": torch.tensor(labels, dtype=torch.long)}, {"classes": classes, "skipped": skipped_all}
+
     mode = "RGB" if channels == 3 else "L"
-    images, labels, skipped = [], [], list(skipped)
-    for f, label in files:
-        try:
-            images.append(read_image(f, mode, size))
-            labels.append(label)
-        except UnreadableImage as e:
-            skipped.append(f"{f.relative_to(root)}: {e.reason}")
-    counts = torch.bincount(torch.tensor(labels, dtype=torch.long), minlength=len(classes))
-    empty = [c for c, n in zip(classes, counts.tolist()) if n == 0]
-    if empty:
-        raise DataError(f"{source}: class(es) {empty} hold no readable image"
-                        + (f" ({len(skipped)} files skipped: {skipped[:3]})" if skipped else ""))
-    x = torch.stack(images)  # (N, C, size, size)
-    y = torch.tensor(labels, dtype=torch.long)
-    if cache:
-        atomic_save_file({"x": x, "y": y}, path, {HEADER_KEY: json.dumps({"classes": classes, "skipped": skipped})})
-    return x, y, classes, skipped
+    key = cache_key(root, files, size, channels, classes)
+    tensors, header = decoded("folders", f"{root.resolve().name}-{size}px-{channels}ch", key, build,
+                              lambda t, h: isinstance(h.get("classes"), list) and isinstance(h.get("skipped"), list),
+                              cache)
+    return tensors["x"], tensors["y"], header["classes"], header["skipped"]
 
 
 def load_folder_dataset(name: str, *, batch_size: int, seed: int = 0, device=None, resize: int | None = None,

@@ -9,9 +9,7 @@ uint8, the number of dimensions), one big-endian int32 per dimension, then the r
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.util
-import json
 import math
 import struct
 import zlib
@@ -21,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.errors import DataError, DivekitError
-from ..core.io import atomic_save_file, read_safetensors
+from ..core.errors import DataError
 from . import hub
+from .cache import decoded, stamp
 from .loader import TensorLoader, split, stratified_subset
 from .registry import DataBundle, register_dataset
 from .transforms import image_transform, random_crop, random_hflip, random_resized_crop, to_float
@@ -81,41 +79,28 @@ def read_idx_pair(images: Path, labels: Path, num_classes: int = 10) -> tuple[to
 SPLITS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def decoded_cache_path(paths: tuple[Path, ...]) -> Path:
-    """Where the decoded tensors of these idx files, in their present state (path, size, mtime), are kept."""
-    stamp = [(str(Path(p).resolve()), Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in paths]
-    digest = hashlib.sha1(json.dumps(stamp).encode()).hexdigest()[:16]
-    return hub.cache_dir() / "decoded" / f"{Path(paths[0]).parent.parent.name}-{digest}.safetensors"
-
-
 @lru_cache(maxsize=4)
 def load_idx_set(paths: tuple[Path, ...], cache: bool = True) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_test, y_test) from the four idx files in the hub's order:
     train images, train labels, test images, test labels.
 
     Decoding the gzipped files takes 0.6-1 s; the tensors are then kept as one safetensors file in
-    the cache (`decoded_cache_path`, ~55 MB for Fashion-MNIST) and read back in a few tens of ms by
-    later runs. A changed source file gets a new cache entry; an unreadable one is rebuilt; a cache
-    folder that cannot be written only means decoding every time. Also cached per process."""
-    path = None
-    if cache:
-        try:
-            path = decoded_cache_path(paths)
-            if path.is_file():
-                tensors, _ = read_safetensors(path, "divekit")
-                out = tuple(tensors[k] for k in SPLITS)
-                if out[0].dtype == torch.uint8 and len(out[0]) == len(out[1]) and len(out[2]) == len(out[3]):
-                    return out
-        except (DivekitError, KeyError, OSError):
-            pass  # decoded again below
-    tr_x, tr_y, te_x, te_y = paths
-    out = (*read_idx_pair(tr_x, tr_y), *read_idx_pair(te_x, te_y))
-    if path is not None:
-        try:
-            atomic_save_file(dict(zip(SPLITS, out)), path, {"divekit": json.dumps({"sources": [str(p) for p in paths]})})
-        except OSError:
-            pass  # a read-only cache: decode every time
-    return out
+    the cache (divekit.data.cache, ~55 MB for Fashion-MNIST) and read back in a few tens of ms by
+    later runs. A changed source file gets a new cache entry; an unreadable one is rebuilt. Also
+    cached per process."""
+
+    def build():
+        tr_x, tr_y, te_x, te_y = paths
+        return dict(zip(SPLITS, (*read_idx_pair(tr_x, tr_y), *read_idx_pair(te_x, te_y)))), {
+            "sources": [str(p) for p in paths]}
+
+    def valid(t, header):
+        return all(t[x].dtype == torch.uint8 and t[x].ndim == 4 and t[y].dtype == torch.int64
+                   and t[y].shape == t[x].shape[:1] for x, y in (SPLITS[:2], SPLITS[2:]))
+
+    key = [stamp(p) for p in paths] if cache else None
+    tensors, _ = decoded("decoded", Path(paths[0]).parent.parent.name, key, build, valid, cache)
+    return tuple(tensors[k] for k in SPLITS)
 
 
 def _digits_file() -> Path:

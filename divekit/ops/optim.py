@@ -240,8 +240,8 @@ _DYNAMO_GUARDS = ("_disable_dynamo.<locals>.inner", "_use_grad_for_differentiabl
 # every global and attribute name torch's _use_grad touches (torch 2.4-2.13): a wrapper that does more
 # than set the grad mode and break the graph is kept as torch wrote it, never replaced by a copy of an
 # older one
-_USE_GRAD_NAMES = {"torch", "torch._dynamo", "_dynamo", "cast", "Optimizer", "is_grad_enabled", "set_grad_enabled", "defaults",
-                   "graph_break"}
+_USE_GRAD_NAMES = {"torch", "torch._dynamo", "_dynamo", "cast", "Optimizer", "is_grad_enabled", "set_grad_enabled",
+                   "defaults", "graph_break"}
 
 
 def _unguarded(method):

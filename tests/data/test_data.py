@@ -754,7 +754,7 @@ def test_unknown_dataset_option_is_config_error():
 def test_decoded_idx_files_are_cached_and_rebuilt_when_stale_or_corrupt(tmp_path, monkeypatch):
     import os
 
-    from divekit.data import vision
+    from divekit.data import cache, vision
 
     monkeypatch.setenv("DIVEKIT_CACHE", str(tmp_path / "cache"))
     raw = tmp_path / "FashionMNIST" / "raw"
@@ -764,7 +764,11 @@ def test_decoded_idx_files_are_cached_and_rebuilt_when_stale_or_corrupt(tmp_path
               rng.integers(0, 10, 3)]
     paths = tuple(write_idx(raw / f"{i}.gz", a, gz=True) for i, a in enumerate(arrays))
     first = vision.load_idx_set.__wrapped__(paths)
-    cached = vision.decoded_cache_path(paths)
+
+    def entry():
+        return cache.entry_path("decoded", "FashionMNIST", [cache.stamp(p) for p in paths])
+
+    cached = entry()
     assert cached.is_file() and cached.parent.name == "decoded" and cached.name.startswith("FashionMNIST-")
 
     decodes = []
@@ -781,5 +785,10 @@ def test_decoded_idx_files_are_cached_and_rebuilt_when_stale_or_corrupt(tmp_path
     write_idx(paths[0], arrays[0][::-1].copy(), gz=True)  # the source changed: a new key, new tensors
     os.utime(paths[0], ns=(1, 1))
     changed = vision.load_idx_set.__wrapped__(paths)
-    assert vision.decoded_cache_path(paths) != cached
+    assert entry() != cached
     assert torch.equal(changed[0][:, 0], torch.from_numpy(arrays[0][::-1].astype(np.uint8)))
+
+    n = len(decodes)  # a decoder that changed (cache.FORMAT bumped) never reads an older decoder's entry
+    monkeypatch.setattr(cache, "FORMAT", cache.FORMAT + 1)
+    vision.load_idx_set.__wrapped__(paths)
+    assert len(decodes) == n + 2 and entry().is_file()
