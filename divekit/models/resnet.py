@@ -72,16 +72,19 @@ class ResNet(BookNet):
 # The book trains ResNet-18 only; the deeper variants take the same settings.
 _DEFAULTS = {"data": "fashion-mnist", "lr": 0.01, "batch_size": 128, "epochs": 10, "resize": 96}
 _TAGS = ("image", "cnn")
+# book 14.1 on CIFAR-10: d2l.resnet18 (the 32x32 stem) on the images as they are, Adam, lr 0.001, batch 256
+_BOOK_14_1 = {"optimizer": "adam", "lr": 0.001, "batch_size": 256, "epochs": 10}
 
 
-@register_model("resnet18", defaults=_DEFAULTS, tags=_TAGS)
-def resnet18(num_classes: int = 10, in_shape=(1, 96, 96)):
-    """ResNet-18: (2, 2, 2, 2) residual blocks of 64, 128, 256, 512 channels (book 8.6)."""
-    return ResNet(((2, 64), (2, 128), (2, 256), (2, 512)), num_classes, tuple(in_shape))
+@register_model("resnet18", defaults=_DEFAULTS, tags=_TAGS,
+                per_data={"cifar10": {**_BOOK_14_1, "resize": None, "model_args": {"small_input": True}}})
+def resnet18(num_classes: int = 10, in_shape=(1, 96, 96), small_input: bool = False):
+    """ResNet-18: (2, 2, 2, 2) residual blocks of 64, 128, 256, 512 channels (book 8.6); on cifar10 it is
+    book 14.1's (small_input: a 3x3 stride-1 stem, no max pool; `--model-arg small_input=false` for 8.6's)."""
+    return ResNet(((2, 64), (2, 128), (2, 256), (2, 512)), num_classes, tuple(in_shape), small_input=small_input)
 
 
-@register_model("resnet18-cifar", defaults={"data": "cifar10", "optimizer": "adam", "lr": 0.001, "batch_size": 256,
-                                           "epochs": 10}, tags=_TAGS)
+@register_model("resnet18-cifar", defaults={"data": "cifar10", **_BOOK_14_1}, tags=_TAGS)
 def resnet18_cifar(num_classes: int = 10, in_shape=(3, 32, 32)):
     """ResNet-18 for 32x32 images, the book's d2l.resnet18: a 3x3 stride-1 stem, no max pool (book 13.6, 14.1)."""
     return ResNet(((2, 64), (2, 128), (2, 256), (2, 512)), num_classes, tuple(in_shape), small_input=True)

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from divekit.core.errors import ConfigError
 from divekit.train.api import resolve_config
@@ -83,3 +84,23 @@ def test_model_factory_errors_name_the_arguments():
 
     with pytest.raises(ConfigError, match=r"model 'mlp' cannot be built with num_hiddens=-5.*num_hiddens, dropouts"):
         create_model("mlp", context={"num_classes": 10, "in_shape": (1, 8, 8)}, num_hiddens=-5)
+
+
+def test_resnet18_on_cifar10_is_book_14_1():
+    # `divekit train resnet18 --data cifar10 --augment flip` is the book's 14.1 experiment: d2l.resnet18
+    # (3x3 stem, no max pool) on 32x32 images, Adam lr 0.001, batch 256; elsewhere resnet18 keeps 8.6's settings
+    from divekit.models.registry import create_model
+
+    cfg = resolve_config(model="resnet18", data="cifar10", augment="flip")
+    assert (cfg.resize, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs) == (None, "adam", 0.001, 256, 10)
+    context = {"num_classes": 10, "in_shape": (3, 32, 32)}
+    ours, book = (create_model(name, context=context, **args) for name, args in
+                  (("resnet18", cfg.model_args), ("resnet18-cifar", {})))
+    assert str(ours) == str(book)
+    assert ours(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    same = {"model": "resnet18", "model_args": {"small_input": True}}
+    assert resolve_config(model="resnet18-cifar").to_dict() | same == cfg.to_dict() | {"augment": None}
+    fashion = resolve_config(model="resnet18")  # book 8.6 on Fashion-MNIST, untouched
+    assert (fashion.resize, fashion.optimizer, fashion.model_args) == (96, "sgd", {})
+    stem = resolve_config(model="resnet18", data="cifar10", model_args={"small_input": False})  # 8.6's on CIFAR
+    assert create_model("resnet18", context=context, **stem.model_args).net.b1[0].kernel_size == (7, 7)
