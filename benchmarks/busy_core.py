@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 
-from common import cpu_ticks, hardware, steal_share  # benchmarks/common.py
+from common import clean_env, cpu_ticks, hardware, steal_share  # benchmarks/common.py
 
 # name -> (threads, extra environment, import divekit before torch); None threads: torch's default.
 # divekit, imported first, sets OMP_WAIT_POLICY=PASSIVE and leaves the busy core alone if another program is
@@ -66,9 +65,8 @@ SPINNER = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.
 
 def measure(threads: int | None, env: dict[str, str], divekit_first: bool, steps: int) -> tuple[float, int, str]:
     """Seconds for `steps` training steps in a fresh process, its torch thread count and wait policy."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     order = "divekit-first" if divekit_first else "torch-first"
-    out = subprocess.run([sys.executable, "-c", CHILD, str(threads or 0), str(steps), order], env={**clean, **env},
+    out = subprocess.run([sys.executable, "-c", CHILD, str(threads or 0), str(steps), order], env=clean_env(**env),
                          capture_output=True, text=True, check=True, timeout=600).stdout.split()
     return float(out[0]), int(out[1]), out[2]
 

@@ -18,13 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from common import cpu_ticks, hardware, mean_std, steal_share  # benchmarks/common.py
+from common import hardware, mean_std, run_process  # benchmarks/common.py
 
 
 def run(args: list[str], out: Path, data_dir: str | None) -> dict:
@@ -32,22 +29,14 @@ def run(args: list[str], out: Path, data_dir: str | None) -> dict:
     cmd = [sys.executable, "-m", "divekit", "train", *args, "--out", str(out), "--json", "--no-progress"]
     if data_dir:
         cmd += ["--data-dir", data_dir]
-    ticks, start, cpu = cpu_ticks(), time.perf_counter(), _children_cpu()
-    stdout = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
-    steal = steal_share(ticks, cpu_ticks())
-    summary = json.loads(stdout.strip().splitlines()[-1])
+    run = run_process(cmd)
+    wall, cpu, steal = run.wall, run.cpu, run.steal
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
     history = json.loads((out / "metrics.json").read_text())
     startup = wall - history[-1]["seconds"]  # imports, data loading, model build, final plot
     curve = [(round(startup + h["seconds"], 2), h["test_acc"]) for h in history if "test_acc" in h]
     return {"wall_s": round(wall, 2), "test_acc": summary["test_acc"], "epochs": summary["epochs"], "curve": curve,
             "cpu_s": round(cpu, 1), "steal": None if steal is None else round(steal, 3)}
-
-
-def _children_cpu() -> float:
-    """User + system CPU seconds of finished child processes (time the host stole is not in it)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

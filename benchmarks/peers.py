@@ -3,7 +3,7 @@
     python benchmarks/peers.py [--rounds 5] [--epochs-scale 1.0] [--only lenet mlp]
 
 Each pair runs `python -m divekit train ...` and `python benchmarks/plain/...` as fresh processes,
-interleaved A B A B over `--rounds`, so start-up, data loading and the test evaluation are in both.
+interleaved A B B A over `--rounds` (each from an environment without thread settings), so start-up, data loading and the test evaluation are in both.
 Prints, per pair, both runs' test accuracy (they must do the same work) and the wall-time ratio
 divekit / plain, then the median ratio, the hardware, torch version and the host's steal share.
 Data from $DIVEKIT_DATA (or --data-dir). Pairs: LeNet 2 epochs, softmax regression and the MLP 10
@@ -16,13 +16,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import cpu_ticks, hardware, steal_share  # benchmarks/common.py
+from common import hardware, run_process  # benchmarks/common.py
 
 HERE = Path(__file__).parent
 # name -> (divekit train arguments, plain script arguments, epochs, the figure both print); the book's settings
@@ -41,9 +39,8 @@ PAIRS = {
 
 def timed(cmd: list[str]) -> tuple[float, dict, float | None]:
     """Wall seconds, the last JSON line of stdout, and the host's steal share, of one process."""
-    ticks, start = cpu_ticks(), time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return time.perf_counter() - start, json.loads(out.strip().splitlines()[-1]), steal_share(ticks, cpu_ticks())
+    run = run_process(cmd)
+    return run.wall, json.loads(run.stdout.strip().splitlines()[-1]), run.steal
 
 
 def fmt(walls: list[float]) -> str:
@@ -72,7 +69,8 @@ def main() -> None:
             walls: dict[str, list[float]] = {"divekit": [], "plain": []}
             accs: dict[str, list[float]] = {"divekit": [], "plain": []}
             for r in range(args.rounds):
-                for who, cmd in (("divekit", [*dk_cmd, "--out", f"{tmp}/{name}-{r}"]), ("plain", plain_cmd)):
+                pair = [("divekit", [*dk_cmd, "--out", f"{tmp}/{name}-{r}"]), ("plain", plain_cmd)]
+                for who, cmd in pair[::-1] if r % 2 else pair:  # A B, B A, ...: neither always runs first
                     wall, summary, steal = timed(cmd)
                     walls[who].append(wall)
                     accs[who].append(summary[figure])

@@ -8,10 +8,11 @@ thread, and GOMP_SPINCOUNT=10000; then again while a spinning process holds one 
 of 3 per setting. Why divekit chooses PASSIVE only when another program is busy (docs/RESULTS.md).
 """
 import json
-import os
 import statistics
 import subprocess
 import sys
+
+from common import clean_env  # benchmarks/common.py
 
 CHILD = r'''
 import sys, time, torch, torch.nn.functional as F
@@ -41,7 +42,6 @@ print(time.perf_counter() - t)
 SPIN = "import sys, time\nend = time.time() + 120\nwhile time.time() < end: pass"
 ENVS = {"passive": {"OMP_WAIT_POLICY": "PASSIVE"}, "default": {}, "1thread": {"OMP_NUM_THREADS": "1"},
         "spin10k": {"GOMP_SPINCOUNT": "10000"}}
-base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
 res = {}
 for busy in (False, True):
     spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if busy else None
@@ -49,7 +49,7 @@ for busy in (False, True):
         for kind in (("mlp", "gru", "lenet") if not busy else ("lenet", "mlp", "gru")):
             for r in range(3):
                 for name, env in ENVS.items():
-                    out = subprocess.run([sys.executable, "-c", CHILD, kind], env={**base, **env}, capture_output=True, text=True, check=True).stdout
+                    out = subprocess.run([sys.executable, "-c", CHILD, kind], env=clean_env(**env), capture_output=True, text=True, check=True).stdout
                     res.setdefault(f"{kind}{'-busy' if busy else ''}", {}).setdefault(name, []).append(float(out))
     finally:
         if spinner: spinner.kill(); spinner.wait()
