@@ -1,8 +1,9 @@
 """The trainer: one loop that reads top to bottom, extended through a fixed list of hooks.
 
 Hooks, called on every callback in order: on_fit_start, on_epoch_start, on_step_end, on_log,
-on_epoch_end, on_fit_end. A callback may raise StopTraining to end training early and may
-carry state (`state_dict` / `load_state_dict`) that is saved in checkpoints.
+on_epoch_end, on_fit_end. A callback may raise StopTraining to end training early (the callbacks
+after it still run for that epoch) and may carry state (`state_dict` / `load_state_dict`) that is
+saved in checkpoints; checkpoint savers run after every other callback.
 
 Metrics stay on the device as tensors during an epoch; they are read only every `log_every`
 steps (for the progress bar and the NaN check) and at the end of the epoch.
@@ -30,7 +31,7 @@ from ..data.registry import DataBundle
 from ..ops.optim import build_optimizer
 from ..ops.schedules import build_schedule
 from ..tasks import Task, make_task, task_name
-from .callbacks import Callback, StopTraining, monitor_mode, monitor_name
+from .callbacks import Callback, CheckpointSaver, StopTraining, monitor_mode, monitor_name
 from .config import TrainConfig
 
 
@@ -97,7 +98,9 @@ class Trainer:
         if config.scheduler == "plateau" and config.monitor and "mode" not in schedule_args:
             schedule_args["mode"] = monitor_mode(config.monitor)  # --monitor valid_acc: decay when it stops rising
         self.schedule = build_schedule(config.scheduler, config.epochs, config.warmup_epochs, **schedule_args)
-        self.callbacks = list(callbacks)
+        # checkpoint savers last (as Lightning orders them), so that the state every other callback
+        # keeps (early stopping's count, a GAN's sample points) is saved as of the epoch just ended
+        self.callbacks = sorted(callbacks, key=lambda cb: isinstance(cb, CheckpointSaver))
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
         self.seconds = 0.0  # training + evaluation time over all sessions of this run (resume included)
@@ -316,8 +319,14 @@ class Trainer:
             group["lr"] = group["initial_lr"] * factor
 
     def _call(self, hook: str, *args) -> None:
+        stop = None
         for cb in self.callbacks:
-            getattr(cb, hook)(self, *args)
+            try:
+                getattr(cb, hook)(self, *args)
+            except StopTraining as e:  # the callbacks after it still see this epoch: the checkpoint is written
+                stop = e
+        if stop is not None:
+            raise stop
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able trainer state for checkpoints (weights and optimizer go in as tensors)."""

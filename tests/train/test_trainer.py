@@ -384,3 +384,16 @@ def test_no_plot_skips_the_curves_and_threads_are_recorded(tmp_path, monkeypatch
     finally:
         torch.set_num_threads(before)
     assert not (tmp_path / "r" / "curves.png").exists() and (tmp_path / "r" / "metrics.csv").is_file()
+
+
+def test_early_stopping_state_in_the_checkpoint_is_that_of_the_epoch_saved(tmp_path):
+    # the saver runs after the other callbacks (and after one that stops training), so a resumed run
+    # continues early stopping's count from the epoch the checkpoint holds, not from the one before
+    run = tmp_path / "r"
+    dk.train(model="softmax-regression", data="digits", out=str(run), epochs=8, lr=1e-6, patience=2,
+             monitor="test_acc", progress=False)
+    ck = Checkpoint(run / "checkpoint.safetensors")
+    history = ck.meta["trainer"]["history"]
+    state = ck.meta["trainer"]["callbacks"]["EarlyStopping"]
+    assert len(history) == ck.meta["trainer"]["epoch"] < 8  # it stopped early, and that epoch was saved
+    assert state["wait"] == 2 and state["best"] == max(h["test_acc"] for h in history)
