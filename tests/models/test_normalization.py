@@ -78,6 +78,19 @@ def test_instance_norm_matches_torch(n, c, h, w, affine, track, seed):
     assert_same_in_train_and_eval(ours, theirs, (n, c, h, w), g, steps=3)
 
 
+@pytest.mark.parametrize("affine", [False, True])
+def test_instance_norm_with_momentum_none_matches_torch(affine):
+    ours = InstanceNorm(3, momentum=None, affine=affine, track_running_stats=True).double()
+    theirs = nn.InstanceNorm2d(3, momentum=None, affine=affine, track_running_stats=True).double()
+    g = torch.Generator().manual_seed(0)
+    _randomize_affine(ours, theirs, g)
+    assert_same_in_train_and_eval(ours, theirs, (4, 3, 5, 5), g, steps=3)
+    # what torch does with None here: momentum 0, not nn.BatchNorm2d's cumulative average
+    assert torch.equal(ours.running_mean, torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(ours.running_var, torch.ones(3, dtype=torch.float64))
+    assert "momentum=None" in repr(ours)
+
+
 def test_instance_norm_defaults_are_torchs():
     ours, theirs = InstanceNorm(3), nn.InstanceNorm2d(3)
     assert ours.track_running_stats is theirs.track_running_stats is False
