@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn as nn
+from helpers import assert_same_modules
 
 import divekit as dk
 from divekit.models import layers
@@ -14,16 +15,7 @@ NAMES = list(layers.ACTIVATION_LAYERS)
 def test_scratch_layer_matches_torch_layer_forward_and_backward(name):
     ours, theirs = layers.activation_layer(name, scratch=True), layers.activation_layer(name)
     theirs.load_state_dict(ours.state_dict())  # PReLU: the same slope, under the same name
-    X = 3 * torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
-    a, b = X.clone().requires_grad_(), X.clone().requires_grad_()
-    y_a, y_b = ours(a), theirs(b)
-    torch.testing.assert_close(y_a, y_b)
-    w = torch.randn(y_a.shape, generator=torch.Generator().manual_seed(1))
-    (y_a * w).sum().backward()
-    (y_b * w).sum().backward()
-    torch.testing.assert_close(a.grad, b.grad)
-    for p, q in zip(ours.parameters(), theirs.parameters()):
-        torch.testing.assert_close(p.grad, q.grad)
+    assert_same_modules(ours, theirs, 3 * torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0)))
 
 
 def test_prelu_layer_has_a_slope_per_channel():

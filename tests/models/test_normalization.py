@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from helpers import assert_same_modules
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,20 +25,11 @@ def _randomize_affine(ours: nn.Module, theirs: nn.Module, g: torch.Generator) ->
 
 
 def assert_same_in_train_and_eval(ours: nn.Module, theirs: nn.Module, shape, g: torch.Generator, steps: int = 2):
-    """Forward, input gradient and parameter gradients agree for `steps` training batches, then in eval."""
+    """Forward, input gradient and parameter gradients agree for `steps` training batches, then in eval;
+    and so do the running statistics, where there are any."""
     for mode in ["train"] * steps + ["eval"]:
         ours.train(mode == "train"), theirs.train(mode == "train")
-        X = (torch.randn(shape, generator=g, dtype=torch.float64) * 2 + 1)
-        a, b = X.clone().requires_grad_(), X.clone().requires_grad_()
-        y_a, y_b = ours(a), theirs(b)
-        torch.testing.assert_close(y_a, y_b)
-        w = torch.randn(y_a.shape, generator=g, dtype=torch.float64)  # a random upstream gradient
-        ours.zero_grad(), theirs.zero_grad()
-        (y_a * w).sum().backward()
-        (y_b * w).sum().backward()
-        torch.testing.assert_close(a.grad, b.grad)
-        for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
-            torch.testing.assert_close(p.grad, q.grad, msg=name)
+        assert_same_modules(ours, theirs, torch.randn(shape, generator=g, dtype=torch.float64) * 2 + 1)
     for (name, buf), theirs_buf in zip(ours.named_buffers(), theirs.buffers()):
         torch.testing.assert_close(buf, theirs_buf.to(buf.dtype), msg=name)
 
