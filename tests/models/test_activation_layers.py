@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from helpers import assert_same_modules
 
 import divekit as dk
@@ -25,6 +26,27 @@ def test_prelu_layer_has_a_slope_per_channel():
     assert [n for n, _ in ours.named_parameters()] == ["weight"]
 
 
+# torch's functions, the reference the models' activations must compute (PReLU at its initial slope)
+REFERENCE = {"elu": F.elu, "gelu": F.gelu, "prelu": lambda X: F.prelu(X, torch.tensor([0.25]))}
+ACTIVATION_TYPES = (*layers.ACTIVATION_LAYERS.values(), *layers.SCRATCH_ACTIVATION_LAYERS.values())
+
+
+def first_activation_io(model: nn.Module, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the output of the layer before the model's first activation, that activation's output, the model's output)."""
+    leaves = [m for m in model.modules() if not list(m.children())]
+    i = next(i for i, m in enumerate(leaves) if isinstance(m, ACTIVATION_TYPES))
+    seen: dict[str, torch.Tensor] = {}
+    handles = [leaves[i - 1].register_forward_hook(lambda m, inputs, out: seen.setdefault("before", out)),
+               leaves[i].register_forward_hook(lambda m, inputs, out: seen.setdefault("after", out))]
+    try:
+        with torch.no_grad():
+            out = model(X)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen["before"], seen["after"], out
+
+
 @pytest.mark.parametrize("model, in_shape", [("mlp", (1, 28, 28)), ("lenet", (1, 28, 28)),
                                              ("lenet-modern", (1, 28, 28)), ("lenet-bn", (1, 28, 28)),
                                              ("vgg11-small", (1, 32, 32))])
@@ -34,7 +56,11 @@ def test_models_take_every_activation(model, in_shape):
         kinds = {type(x).__name__ for x in m.modules()}
         expected = type(layers.activation_layer(name, scratch=model == "lenet-bn")).__name__
         assert expected in kinds and "Sigmoid" not in kinds and "ReLU" not in kinds
-        assert m(torch.zeros(2, *in_shape)).shape == (2, 10)
+        X = torch.randn(2, *in_shape, generator=torch.Generator().manual_seed(0))
+        before, after, out = first_activation_io(m, X)
+        assert out.shape == (2, 10)
+        torch.testing.assert_close(after, REFERENCE[name](before))  # the named function, on the layer before
+        assert (before < 0).any() and (before > 0).any()  # both sides of the activation were tried
     prelus = sum(isinstance(x, (nn.PReLU, layers.PReLU)) for x in m.modules())
     assert sum(p.numel() for p in m.parameters()) == sum(
         p.numel() for p in dk.create_model(model, in_shape=in_shape).parameters()) + prelus  # one slope each

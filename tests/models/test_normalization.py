@@ -99,7 +99,7 @@ def test_group_norm_with_one_group_is_layer_norm_and_with_c_groups_instance_norm
         GroupNorm(3, 4)
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer", "group", "instance", "none"])
+@pytest.mark.parametrize("norm", ["batch", "layer", "group", "instance"])  # none: the same network twice
 def test_lenet_with_each_norm_scratch_equals_concise(norm):
     torch.manual_seed(0)
     ours = dk.create_model("lenet-bn", norm=norm)
@@ -116,8 +116,19 @@ def test_lenet_with_each_norm_scratch_equals_concise(norm):
         torch.testing.assert_close(ours(X), theirs(X), atol=1e-5, rtol=1e-5)
     kinds = {type(m).__name__ for m in ours.modules()}
     expected = {"batch": {"BatchNorm"}, "layer": {"GroupNorm", "LayerNorm"}, "group": {"GroupNorm"},
-                "instance": {"InstanceNorm"}, "none": set()}
+                "instance": {"InstanceNorm"}}
     assert kinds & {"BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm"} == expected[norm]
+
+
+@pytest.mark.parametrize("model", ["lenet-bn", "lenet-bn-concise"])
+def test_lenet_with_norm_none_is_lenet_bn_without_its_norm_layers(model):
+    plain, with_bn = dk.create_model(model, norm="none"), dk.create_model(model)
+    assert [type(m).__name__ for m in plain.net] == [
+        "Conv2d", "Sigmoid", "AvgPool2d", "Conv2d", "Sigmoid", "AvgPool2d", "Flatten",
+        "Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"]
+    norm_params = sum(p.numel() for m in with_bn.net if "Norm" in type(m).__name__ for p in m.parameters())
+    assert norm_params == 2 * (6 + 16 + 120 + 84)  # a scale and a shift per feature
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in with_bn.parameters()) - norm_params
 
 
 def test_norm_errors_name_the_choices():
