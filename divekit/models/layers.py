@@ -31,6 +31,13 @@ from ..ops.init import xavier_uniform_
 # 5.1 Activation functions: the from-scratch ones of divekit.ops.activations as layers
 
 
+class ReLU(nn.Module):
+    """max(x, 0), by hand (nn.ReLU)."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return act.relu(X)
+
+
 class LeakyReLU(nn.Module):
     """x for x > 0, negative_slope * x otherwise, by hand (nn.LeakyReLU)."""
 
@@ -106,21 +113,23 @@ class SiLU(nn.Module):
         return act.silu(X)
 
 
-# name -> layer class, built-in and from scratch; ReLU, sigmoid and tanh are torch's in both
+# name -> layer class, built-in and from scratch, for the names of ops.activations.ACTIVATIONS (the one list of
+# names; tests/models/test_activation_layers.py checks these tables against it). Sigmoid and tanh are torch's in both.
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky-relu": nn.LeakyReLU, "elu": nn.ELU,
     "selu": nn.SELU, "prelu": nn.PReLU, "gelu": nn.GELU, "silu": nn.SiLU,
 }
 SCRATCH_ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
-    **ACTIVATION_LAYERS, "leaky-relu": LeakyReLU, "elu": ELU, "selu": SELU, "prelu": PReLU, "gelu": GELU, "silu": SiLU,
+    "relu": ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky-relu": LeakyReLU, "elu": ELU,
+    "selu": SELU, "prelu": PReLU, "gelu": GELU, "silu": SiLU,
 }
 
 
 def check_activation(name: str) -> None:
     """ConfigError naming the valid activations (and the closest) unless `name` is one of them."""
-    if name not in ACTIVATION_LAYERS:
-        raise ConfigError(f"activation must be one of {', '.join(ACTIVATION_LAYERS)}, got {name!r}."
-                          f"{did_you_mean(name, ACTIVATION_LAYERS)} Pass one as --model-arg activation=NAME")
+    if name not in act.ACTIVATIONS:
+        raise ConfigError(f"activation must be one of {', '.join(act.ACTIVATIONS)}, got {name!r}."
+                          f"{did_you_mean(name, act.ACTIVATIONS)} Pass one as --model-arg activation=NAME")
 
 
 def activation_layer(name: str, scratch: bool = False) -> nn.Module:

@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from helpers import assert_same_modules
 
 import divekit as dk
+from divekit.book import stability
 from divekit.models import layers
+from divekit.ops import activations as act
 
 NAMES = list(layers.ACTIVATION_LAYERS)
 
@@ -17,6 +19,15 @@ def test_scratch_layer_matches_torch_layer_forward_and_backward(name):
     ours, theirs = layers.activation_layer(name, scratch=True), layers.activation_layer(name)
     theirs.load_state_dict(ours.state_dict())  # PReLU: the same slope, under the same name
     assert_same_modules(ours, theirs, 3 * torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0)))
+
+
+def test_every_activation_table_names_the_same_activations_in_the_same_order():
+    names = list(act.ACTIVATIONS)  # the one list; the others must follow it
+    assert list(layers.ACTIVATION_LAYERS) == list(layers.SCRATCH_ACTIVATION_LAYERS) == names
+    assert stability.ACTIVATIONS is act.ACTIVATIONS  # the book's plots draw every one
+    for name in names:  # each hand-written layer computes its function (PReLU at its initial slope)
+        X = torch.linspace(-3, 3, 13)
+        torch.testing.assert_close(layers.activation_layer(name, scratch=True)(X), act.ACTIVATIONS[name](X))
 
 
 def test_prelu_layer_has_a_slope_per_channel():

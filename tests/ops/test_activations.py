@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from helpers import assert_same_forward_backward
 
-from divekit.ops.activations import ACTIVATIONS, elu, gelu, leaky_relu, prelu, selu, silu
+from divekit.ops.activations import ACTIVATIONS, elu, gelu, leaky_relu, prelu, relu, selu, silu
 
 
 def _inputs(shape=(4, 3, 5, 5), seed=0):
@@ -16,6 +16,7 @@ def _inputs(shape=(4, 3, 5, 5), seed=0):
 
 
 CASES = {
+    "relu": (relu, F.relu),  # at exactly 0 too: gradient 0, as torch's
     "leaky-relu": (lambda x: leaky_relu(x), lambda x: F.leaky_relu(x)),
     "leaky-relu 0.2": (lambda x: leaky_relu(x, 0.2), lambda x: F.leaky_relu(x, 0.2)),
     "elu": (lambda x: elu(x), lambda x: F.elu(x)),
@@ -61,5 +62,5 @@ def test_selu_keeps_standard_normal_activations_standard():
 
 
 def test_registry_names_every_function():
-    assert list(ACTIVATIONS) == ["leaky-relu", "elu", "selu", "prelu", "gelu", "silu"]
+    assert list(ACTIVATIONS) == ["relu", "sigmoid", "tanh", "leaky-relu", "elu", "selu", "prelu", "gelu", "silu"]
     torch.testing.assert_close(ACTIVATIONS["prelu"](torch.tensor([-4.0, 4.0])), torch.tensor([-1.0, 4.0]))
