@@ -59,3 +59,12 @@ def assert_same_modules(ours: nn.Module, theirs: nn.Module, X: torch.Tensor, **t
     hold the same parameter values in the same order and shapes (ours' are used for both)."""
     params = [p.detach() for p in ours.parameters()]
     assert_same_forward_backward(as_function(ours), as_function(theirs), X, *params, **tolerances)
+
+
+def input_patch(net: nn.Module, size: int, i: int, j: int) -> tuple[int, int, int, int]:
+    """(first row, rows, first column, columns) of the size x size one-channel input on which
+    channel 0 of output pixel (i, j) depends: where its gradient is non-zero."""
+    X = torch.ones(1, 1, size, size, requires_grad=True)
+    net(X)[0, 0, i, j].backward()
+    rows, cols = X.grad[0, 0].abs().sum(1).nonzero(), X.grad[0, 0].abs().sum(0).nonzero()
+    return int(rows.min()), int(rows.max() - rows.min() + 1), int(cols.min()), int(cols.max() - cols.min() + 1)
