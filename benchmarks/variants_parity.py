@@ -15,42 +15,30 @@ after two training steps, in evaluation mode.
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from common import hardware  # benchmarks/common.py
 
-from divekit.models import layers
-from divekit.ops import activations as act
-from divekit.ops.conv import conv2d
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from helpers import as_function, max_abs_differences  # noqa: E402  (tests/helpers.py)
+
+from divekit.models import layers  # noqa: E402
+from divekit.ops import activations as act  # noqa: E402
+from divekit.ops.conv import conv2d  # noqa: E402
 
 SHAPE = (8, 16, 14, 14)
 
 
-def diff(ours, theirs, inputs: list[torch.Tensor], seed: int = 1) -> tuple[float, float, float]:
-    """Max |ours - theirs| of the outputs and of the gradients w.r.t. `inputs` (fresh leaf copies per side),
-    and the largest |gradient| of torch's, the scale the gradient difference is to be read against."""
-    a = [x.detach().clone().requires_grad_() for x in inputs]
-    b = [x.detach().clone().requires_grad_() for x in inputs]
-    y_a, y_b = ours(*a), theirs(*b)
-    w = torch.randn(y_a.shape, generator=torch.Generator().manual_seed(seed), dtype=y_a.dtype)
-    g_a, g_b = torch.autograd.grad((y_a * w).sum(), a), torch.autograd.grad((y_b * w).sum(), b)
-    return ((y_a - y_b).abs().max().item(), max((p - q).abs().max().item() for p, q in zip(g_a, g_b)),
-            max(q.abs().max().item() for q in g_b))
-
-
 def module_diff(ours: nn.Module, theirs: nn.Module, X: torch.Tensor, train: bool) -> tuple[float, float, float]:
-    """diff of two modules holding the same values, w.r.t. the input and their parameters, in one mode."""
+    """max_abs_differences of two modules holding the same values, w.r.t. the input and their parameters, in one
+    mode: the largest difference of the outputs, of the gradients, and the largest gradient of torch's."""
     ours.train(train), theirs.train(train)
-    names = [n for n, _ in ours.named_parameters()]
-
-    def run(module):
-        def f(X, *params):
-            return torch.func.functional_call(module, dict(zip(names, params)), (X,))
-        return f
-
-    return diff(run(ours), run(theirs), [X, *(p.detach() for p in ours.parameters())])
+    return max_abs_differences(as_function(ours), as_function(theirs), X, *(p.detach() for p in ours.parameters()))
 
 
 def norm_pair(kind: str, dtype) -> tuple[nn.Module, nn.Module]:
@@ -75,13 +63,15 @@ def rows(dtype) -> dict[str, tuple[float, float, float]]:
     g = torch.Generator().manual_seed(0)
     X = 3 * torch.randn(SHAPE, generator=g, dtype=dtype)
     out: dict[str, tuple[float, float, float]] = {
-        "leaky_relu": diff(act.leaky_relu, F.leaky_relu, [X]),
-        "elu": diff(act.elu, F.elu, [X]),
-        "selu": diff(act.selu, F.selu, [X]),
-        "prelu (one slope per channel)": diff(act.prelu, F.prelu, [X, torch.rand(SHAPE[1], generator=g, dtype=dtype)]),
-        "gelu": diff(act.gelu, F.gelu, [X]),
-        "gelu (tanh approximation)": diff(lambda x: act.gelu(x, "tanh"), lambda x: F.gelu(x, approximate="tanh"), [X]),
-        "silu": diff(act.silu, F.silu, [X]),
+        "leaky_relu": max_abs_differences(act.leaky_relu, F.leaky_relu, X),
+        "elu": max_abs_differences(act.elu, F.elu, X),
+        "selu": max_abs_differences(act.selu, F.selu, X),
+        "prelu (one slope per channel)": max_abs_differences(act.prelu, F.prelu, X,
+                                                             torch.rand(SHAPE[1], generator=g, dtype=dtype)),
+        "gelu": max_abs_differences(act.gelu, F.gelu, X),
+        "gelu (tanh approximation)": max_abs_differences(lambda x: act.gelu(x, "tanh"),
+                                                         lambda x: F.gelu(x, approximate="tanh"), X),
+        "silu": max_abs_differences(act.silu, F.silu, X),
     }
     for kind in ("LayerNorm over (C, H, W)", "GroupNorm, 4 groups", "InstanceNorm (affine)",
                  "InstanceNorm (affine, running stats)"):
@@ -95,19 +85,21 @@ def rows(dtype) -> dict[str, tuple[float, float, float]]:
     K = torch.randn(32, 4, 3, 3, generator=g, dtype=dtype)  # 16 input channels in 4 groups of 4
     b = torch.randn(32, generator=g, dtype=dtype)
     convs = {
-        "conv2d dilation 2, padding 2": (dict(padding=2, dilation=2), torch.randn(32, 16, 3, 3, generator=g, dtype=dtype)),
+        "conv2d dilation 2, padding 2": (dict(padding=2, dilation=2),
+                                         torch.randn(32, 16, 3, 3, generator=g, dtype=dtype)),
         "conv2d groups 4": (dict(padding=1, groups=4), K),
         "conv2d dilation (2, 3), stride 2, groups 4": (dict(padding=(1, 2), stride=2, dilation=(2, 3), groups=4), K),
-        "conv2d depthwise (groups 16)": (dict(padding=1, groups=16), torch.randn(16, 1, 3, 3, generator=g, dtype=dtype)),
+        "conv2d depthwise (groups 16)": (dict(padding=1, groups=16),
+                                         torch.randn(16, 1, 3, 3, generator=g, dtype=dtype)),
     }
     for name, (kw, W) in convs.items():
         bias = b[:W.shape[0]]
-        out[name] = diff(lambda X, W, bias: conv2d(X, W, bias, **kw), lambda X, W, bias: F.conv2d(X, W, bias, **kw),
-                         [X, W, bias])
+        out[name] = max_abs_differences(lambda X, W, bias: conv2d(X, W, bias, **kw),
+                                        lambda X, W, bias: F.conv2d(X, W, bias, **kw), X, W, bias)
     Kd, Kp = torch.randn(16, 1, 3, 3, generator=g, dtype=dtype), torch.randn(32, 16, 1, 1, generator=g, dtype=dtype)
-    out["depthwise-separable (3x3 depthwise, 1x1)"] = diff(
+    out["depthwise-separable (3x3 depthwise, 1x1)"] = max_abs_differences(
         lambda X, Kd, Kp: conv2d(conv2d(X, Kd, padding=1, groups=16), Kp),
-        lambda X, Kd, Kp: F.conv2d(F.conv2d(X, Kd, padding=1, groups=16), Kp), [X, Kd, Kp])
+        lambda X, Kd, Kp: F.conv2d(F.conv2d(X, Kd, padding=1, groups=16), Kp), X, Kd, Kp)
     return out
 
 

@@ -1,8 +1,10 @@
-"""Helpers shared by test modules (importable as `helpers`: pytest puts tests/ on sys.path for its conftest)."""
+"""Helpers shared by test modules (importable as `helpers`: pytest puts tests/ on sys.path for its conftest;
+benchmarks/variants_parity.py puts tests/ on sys.path itself)."""
 
 import json
 
 import torch
+import torch.nn as nn
 
 
 def last_json(out: str) -> dict:
@@ -10,13 +12,59 @@ def last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def assert_same_forward_backward(ours, theirs, *inputs):
+def forward_backward(f, *inputs, seed: int = 1) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """(f(*inputs), the gradients w.r.t. every input of a random weighting of the output), on fresh leaf copies.
+
+    The weighting is random rather than all ones, so a transposed gradient shows; it depends only on
+    `seed` and the output's shape, so two functions called with the same seed get the same one.
+    """
+    xs = [x.detach().clone().requires_grad_() for x in inputs]
+    y = f(*xs)
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=y.dtype).to(y.device)
+    return y, torch.autograd.grad((y * weights).sum(), xs)
+
+
+def assert_same_forward_backward(ours, theirs, *inputs, **tolerances):
     """ours(*inputs) equals theirs(*inputs), and so do the gradients w.r.t. every input of a random
-    weighting of the output (random rather than all ones, so a transposed gradient shows)."""
-    a = [x.detach().clone().requires_grad_() for x in inputs]
-    b = [x.detach().clone().requires_grad_() for x in inputs]
-    y_a, y_b = ours(*a), theirs(*b)
-    torch.testing.assert_close(y_a, y_b)
-    weights = torch.randn(y_a.shape, generator=torch.Generator().manual_seed(1), dtype=y_a.dtype)
-    for g_a, g_b in zip(torch.autograd.grad((y_a * weights).sum(), a), torch.autograd.grad((y_b * weights).sum(), b)):
-        torch.testing.assert_close(g_a, g_b)
+    weighting of the output. `tolerances` (atol, rtol) go to torch.testing.assert_close; a nan never
+    compares equal."""
+    (y_a, g_a), (y_b, g_b) = forward_backward(ours, *inputs), forward_backward(theirs, *inputs)
+    torch.testing.assert_close(y_a, y_b, **tolerances, msg=lambda m: f"output: {m}")
+    for i, (a, b) in enumerate(zip(g_a, g_b)):
+        torch.testing.assert_close(a, b, **tolerances, msg=lambda m, i=i: f"gradient w.r.t. input {i}: {m}")
+
+
+def max_abs_differences(ours, theirs, *inputs) -> tuple[float, float, float]:
+    """The numbers behind assert_same_forward_backward: the largest |ours - theirs| of the outputs and
+    of the gradients, and the largest |gradient| of theirs, the scale to read the second against."""
+    (y_a, g_a), (y_b, g_b) = forward_backward(ours, *inputs), forward_backward(theirs, *inputs)
+    return ((y_a - y_b).abs().max().item(), max((a - b).abs().max().item() for a, b in zip(g_a, g_b)),
+            max(b.abs().max().item() for b in g_b))
+
+
+def as_function(module: nn.Module):
+    """`module` as f(X, *params) with its parameters (in .parameters() order) as inputs, so the helpers
+    above compare the gradients of the parameters too. The module runs in its current mode and still
+    updates its own buffers (running statistics)."""
+    names = [name for name, _ in module.named_parameters()]
+
+    def f(X, *params):
+        return torch.func.functional_call(module, dict(zip(names, params)), (X,))
+
+    return f
+
+
+def assert_same_modules(ours: nn.Module, theirs: nn.Module, X: torch.Tensor, **tolerances):
+    """ours(X) equals theirs(X), and so do the gradients w.r.t. X and every parameter. The two must
+    hold the same parameter values in the same order and shapes (ours' are used for both)."""
+    params = [p.detach() for p in ours.parameters()]
+    assert_same_forward_backward(as_function(ours), as_function(theirs), X, *params, **tolerances)
+
+
+def input_patch(net: nn.Module, size: int, i: int, j: int) -> tuple[int, int, int, int]:
+    """(first row, rows, first column, columns) of the size x size one-channel input on which
+    channel 0 of output pixel (i, j) depends: where its gradient is non-zero."""
+    X = torch.ones(1, 1, size, size, requires_grad=True)
+    net(X)[0, 0, i, j].backward()
+    rows, cols = X.grad[0, 0].abs().sum(1).nonzero(), X.grad[0, 0].abs().sum(0).nonzero()
+    return int(rows.min()), int(rows.max() - rows.min() + 1), int(cols.min()), int(cols.max() - cols.min() + 1)

@@ -24,18 +24,9 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 
 from ..core.errors import ConfigError, did_you_mean
-from ..models.layers import ACTIVATION_LAYERS
-from ..ops import activations
+from ..models.layers import activation_layer
+from ..ops.activations import ACTIVATIONS  # the book's three, then the others (PReLU at its initial slope 0.25)
 from ..ops.init import apply_init
-
-# the book's three, then the from-scratch ones of divekit.ops.activations (PReLU at its initial slope 0.25)
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    **activations.ACTIVATIONS,
-}
-_LAYERS: dict[str, type[nn.Module]] = ACTIVATION_LAYERS
 
 
 def _check_activation(name: str) -> None:
@@ -137,7 +128,7 @@ def deep_mlp(depth: int, activation: str = "sigmoid", width: int = 64) -> nn.Seq
     for i in range(depth):
         layers.append(nn.Linear(width, width))
         if i < depth - 1:
-            layers.append(_LAYERS[activation]())
+            layers.append(activation_layer(activation))
     return nn.Sequential(*layers)
 
 

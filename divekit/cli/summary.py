@@ -1,11 +1,12 @@
-"""`divekit summary MODEL`: layer-by-layer output shapes, parameters and multiply-adds."""
+"""`divekit summary MODEL`: layer-by-layer output shapes, windows, receptive fields, parameters and multiply-adds."""
 
 from __future__ import annotations
 
 
 def add_parser(sub) -> None:
     """Register `divekit summary`."""
-    sm = sub.add_parser("summary", help="layer-by-layer output shapes, parameters and multiply-adds of a model")
+    sm = sub.add_parser("summary", help="layer-by-layer output shapes, windows, receptive fields, parameters and "
+                       "multiply-adds of a model")
     sm.add_argument("model", help="model name (see `divekit list models`)")
     sm.add_argument("--input-shape", default=None, help="C,H,W of one example, e.g. 1,28,28; default: 1 channel at "
                     "the model's default --resize, else 28x28")

@@ -31,6 +31,13 @@ from ..ops.init import xavier_uniform_
 # 5.1 Activation functions: the from-scratch ones of divekit.ops.activations as layers
 
 
+class ReLU(nn.Module):
+    """max(x, 0), by hand (nn.ReLU)."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return act.relu(X)
+
+
 class LeakyReLU(nn.Module):
     """x for x > 0, negative_slope * x otherwise, by hand (nn.LeakyReLU)."""
 
@@ -106,21 +113,23 @@ class SiLU(nn.Module):
         return act.silu(X)
 
 
-# name -> layer class, built-in and from scratch; ReLU, sigmoid and tanh are torch's in both
+# name -> layer class, built-in and from scratch, for the names of ops.activations.ACTIVATIONS (the one list of
+# names; tests/models/test_activation_layers.py checks these tables against it). Sigmoid and tanh are torch's in both.
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky-relu": nn.LeakyReLU, "elu": nn.ELU,
     "selu": nn.SELU, "prelu": nn.PReLU, "gelu": nn.GELU, "silu": nn.SiLU,
 }
 SCRATCH_ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
-    **ACTIVATION_LAYERS, "leaky-relu": LeakyReLU, "elu": ELU, "selu": SELU, "prelu": PReLU, "gelu": GELU, "silu": SiLU,
+    "relu": ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky-relu": LeakyReLU, "elu": ELU,
+    "selu": SELU, "prelu": PReLU, "gelu": GELU, "silu": SiLU,
 }
 
 
 def check_activation(name: str) -> None:
     """ConfigError naming the valid activations (and the closest) unless `name` is one of them."""
-    if name not in ACTIVATION_LAYERS:
-        raise ConfigError(f"activation must be one of {', '.join(ACTIVATION_LAYERS)}, got {name!r}."
-                          f"{did_you_mean(name, ACTIVATION_LAYERS)} Pass one as --model-arg activation=NAME")
+    if name not in act.ACTIVATIONS:
+        raise ConfigError(f"activation must be one of {', '.join(act.ACTIVATIONS)}, got {name!r}."
+                          f"{did_you_mean(name, act.ACTIVATIONS)} Pass one as --model-arg activation=NAME")
 
 
 def activation_layer(name: str, scratch: bool = False) -> nn.Module:
@@ -246,7 +255,7 @@ class Inception(nn.Module):
 
 
 def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, moving_mean: torch.Tensor,
-               moving_var: torch.Tensor, eps: float, momentum: float, *, training: bool):
+               moving_var: torch.Tensor, eps: float, momentum: float | torch.Tensor, *, training: bool):
     """BN(x) = gamma * (x - mu_B) / sqrt(sigma_B^2 + eps) + beta; returns (Y, moving_mean, moving_var).
 
     Training: mu_B and sigma_B^2 are the minibatch mean and (biased) variance per feature, over
@@ -255,7 +264,8 @@ def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, moving_
 
         moving = (1 - momentum) * moving + momentum * batch statistic,
 
-    so momentum is the weight of the newest batch, torch's convention (0.1 by default). Like
+    so momentum is the weight of the newest batch, torch's convention (0.1 by default). (The
+    BatchNorm module turns momentum=None into 1/n for the n-th batch.) Like
     nn.BatchNorm, the moving variance averages the *unbiased* batch variance sigma_B^2 * n/(n-1),
     n the number of values per feature, while the normalization uses the biased one.
     Inference: X is normalized with moving_mean and moving_var, which are returned unchanged.
@@ -301,10 +311,13 @@ class BatchNorm(nn.Module):
     momentum, so its averages keep only 10% of their history each step (the book's previous
     edition wrote moving = momentum * moving + (1 - momentum) * batch with 0.9, which is torch's
     0.1). We use 0.1 with the weight-on-the-newest-batch formula: the same as nn.BatchNorm.
+    momentum=None is nn.BatchNorm's cumulative moving average, the plain mean of every batch's
+    statistics so far: the n-th training batch gets weight 1/n, counted in the buffer
+    `num_batches_tracked` (which only this setting keeps, so other state dicts are unchanged).
     `to_torch` and `from_torch` convert to and from the built-in layer with the same values.
     """
 
-    def __init__(self, num_features: int, num_dims: int, eps: float = 1e-5, momentum: float = 0.1):
+    def __init__(self, num_features: int, num_dims: int, eps: float = 1e-5, momentum: float | None = 0.1):
         super().__init__()
         if num_dims not in (2, 4):
             raise ValueError(f"num_dims is 2 for a fully connected layer or 4 for a convolution, got {num_dims}")
@@ -315,10 +328,16 @@ class BatchNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(shape))
         self.register_buffer("moving_mean", torch.zeros(shape))
         self.register_buffer("moving_var", torch.ones(shape))
+        self.register_buffer("num_batches_tracked", torch.tensor(0) if momentum is None else None)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        momentum = self.momentum
+        if momentum is None and self.training:
+            self.num_batches_tracked += 1
+            # 1/n as a tensor: no host sync; in the moving averages' dtype, so float64 layers get torch's 1/n exactly
+            momentum = 1.0 / self.num_batches_tracked.to(self.moving_mean.dtype)
         Y, self.moving_mean, self.moving_var = batch_norm(
-            X, self.gamma, self.beta, self.moving_mean, self.moving_var, self.eps, self.momentum, training=self.training
+            X, self.gamma, self.beta, self.moving_mean, self.moving_var, self.eps, momentum, training=self.training
         )
         return Y
 
@@ -326,29 +345,34 @@ class BatchNorm(nn.Module):
         return f"{self.num_features}, num_dims={self.num_dims}, eps={self.eps}, momentum={self.momentum}"
 
     def to_torch(self) -> nn.BatchNorm1d | nn.BatchNorm2d:
-        """An nn.BatchNorm1d (num_dims=2) or nn.BatchNorm2d (num_dims=4) holding the same values."""
+        """An nn.BatchNorm1d (num_dims=2) or nn.BatchNorm2d (num_dims=4) holding the same values (and dtype)."""
         cls = nn.BatchNorm1d if self.num_dims == 2 else nn.BatchNorm2d
-        bn = cls(self.num_features, eps=self.eps, momentum=self.momentum).to(self.gamma.device)
+        bn = cls(self.num_features, eps=self.eps, momentum=self.momentum).to(self.gamma.device, self.gamma.dtype)
         with torch.no_grad():
             bn.weight.copy_(self.gamma.reshape(-1))
             bn.bias.copy_(self.beta.reshape(-1))
             bn.running_mean.copy_(self.moving_mean.reshape(-1))
             bn.running_var.copy_(self.moving_var.reshape(-1))
+            if self.num_batches_tracked is not None:
+                bn.num_batches_tracked.copy_(self.num_batches_tracked)
         return bn.train(self.training)
 
     @classmethod
     def from_torch(cls, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> "BatchNorm":
-        """A BatchNorm holding the values of an nn.BatchNorm1d or nn.BatchNorm2d."""
+        """A BatchNorm holding the values (and dtype) of an nn.BatchNorm1d or nn.BatchNorm2d."""
         if not isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
             raise TypeError(f"from_torch takes nn.BatchNorm1d or nn.BatchNorm2d, got {type(bn).__name__}")
-        if not (bn.affine and bn.track_running_stats) or bn.momentum is None:
-            raise ValueError("from_torch needs a batch norm with affine=True, track_running_stats=True and a momentum")
-        new = cls(bn.num_features, 2 if isinstance(bn, nn.BatchNorm1d) else 4, bn.eps, bn.momentum).to(bn.weight.device)
+        if not (bn.affine and bn.track_running_stats):
+            raise ValueError("from_torch needs a batch norm with affine=True and track_running_stats=True")
+        num_dims = 2 if isinstance(bn, nn.BatchNorm1d) else 4
+        new = cls(bn.num_features, num_dims, bn.eps, bn.momentum).to(bn.weight.device, bn.weight.dtype)
         with torch.no_grad():
             new.gamma.copy_(bn.weight.reshape(new.gamma.shape))
             new.beta.copy_(bn.bias.reshape(new.beta.shape))
             new.moving_mean.copy_(bn.running_mean.reshape(new.moving_mean.shape))
             new.moving_var.copy_(bn.running_var.reshape(new.moving_var.shape))
+            if new.num_batches_tracked is not None:
+                new.num_batches_tracked.copy_(bn.num_batches_tracked)
         return new.train(bn.training)
 
 
@@ -476,9 +500,14 @@ class GroupNorm(nn.Module):
 
 class InstanceNorm(nn.Module):
     """Instance normalization by hand, computing what nn.InstanceNorm2d computes, with its defaults:
-    no affine parameters and no running statistics unless asked for (affine, track_running_stats)."""
+    no affine parameters and no running statistics unless asked for (affine, track_running_stats).
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = False,
+    momentum=None is accepted, as nn.InstanceNorm2d accepts it, and does what that layer does:
+    unlike nn.BatchNorm2d it takes None as momentum 0 rather than a cumulative average, so the running
+    statistics keep their initial values (0 and 1) through training and evaluation normalizes with those.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
                  track_running_stats: bool = False):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
@@ -490,8 +519,8 @@ class InstanceNorm(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         Y, running_mean, running_var = instance_norm(
-            X, self.weight, self.bias, self.running_mean, self.running_var, self.eps, self.momentum,
-            training=self.training,
+            X, self.weight, self.bias, self.running_mean, self.running_var, self.eps,
+            0.0 if self.momentum is None else self.momentum, training=self.training,
         )
         if self.track_running_stats:
             self.running_mean, self.running_var = running_mean, running_var

@@ -8,14 +8,11 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .layers import ACTIVATION_LAYERS, check_activation
+from ..ops import activations as act
+from ..ops.activations import relu
+from .layers import activation_layer, check_activation
 from .linear import cross_entropy
 from .registry import register_model
-
-
-def relu(X: torch.Tensor) -> torch.Tensor:
-    """ReLU(x) = max(x, 0)."""
-    return torch.maximum(X, torch.zeros_like(X))
 
 
 def dropout_layer(X: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -38,19 +35,32 @@ def _out(num_classes: int | None, num_outputs: int | None) -> int:
 
 
 class MLPScratch(nn.Module):
-    """One hidden layer by hand: H = ReLU(X W1 + b1), O = H W2 + b2, with the hand-written CE loss."""
+    """One hidden layer by hand: H = f(X W1 + b1), O = H W2 + b2, with the hand-written CE loss.
 
-    def __init__(self, num_inputs: int, num_outputs: int, num_hiddens: int, sigma: float = 0.01):
+    f is the activation `activation`, the hand-written function of divekit.ops.activations (ReLU,
+    the book's, by default). prelu learns its slope `a` (one for the layer, starting at 0.25 as
+    nn.PReLU's).
+    """
+
+    def __init__(self, num_inputs: int, num_outputs: int, num_hiddens: int, sigma: float = 0.01,
+                 activation: str = "relu"):
+        check_activation(activation)
         super().__init__()
         self.W1 = nn.Parameter(torch.randn(num_inputs, num_hiddens) * sigma)
         self.b1 = nn.Parameter(torch.zeros(num_hiddens))
         self.W2 = nn.Parameter(torch.randn(num_hiddens, num_outputs) * sigma)
         self.b2 = nn.Parameter(torch.zeros(num_outputs))
+        self.activation = activation
+        self.a = nn.Parameter(torch.full((1,), 0.25)) if activation == "prelu" else None
 
     def forward(self, X):
         X = X.reshape(-1, self.W1.shape[0])  # (N, d)
-        H = relu(X @ self.W1 + self.b1)  # (N, h)
+        Z = X @ self.W1 + self.b1  # (N, h)
+        H = act.prelu(Z, self.a) if self.a is not None else act.ACTIVATIONS[self.activation](Z)
         return H @ self.W2 + self.b2  # (N, q)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}"
 
     def loss(self, logits, y):
         return cross_entropy(logits, y)
@@ -85,8 +95,6 @@ class MLP(nn.Sequential):
     prelu (one learned slope per layer), gelu or silu.
     """
 
-    ACTIVATIONS = ACTIVATION_LAYERS
-
     def __init__(self, num_inputs: int, num_outputs: int, num_hiddens: Sequence[int] = (256,),
                  dropouts: Sequence[float] | float = 0.0, activation: str = "relu"):
         check_activation(activation)
@@ -97,7 +105,7 @@ class MLP(nn.Sequential):
         layers: list[nn.Module] = [nn.Flatten()]
         width = num_inputs
         for h, p in zip(num_hiddens, dropouts):
-            layers += [nn.Linear(width, h), self.ACTIVATIONS[activation]()]
+            layers += [nn.Linear(width, h), activation_layer(activation)]
             if p:
                 layers.append(nn.Dropout(p))
             width = h
@@ -116,9 +124,14 @@ def mlp(in_shape=(1, 28, 28), num_classes: int | None = None, num_outputs: int |
 
 
 @register_model("mlp-scratch", defaults={"lr": 0.1, "optimizer": "sgd-scratch"}, tags=("image", "scratch"))
-def mlp_scratch(in_shape=(1, 28, 28), num_classes: int = 10, num_hiddens: int = 256, sigma: float = 0.01):
-    """MLP from scratch: hand-made W1, b1, W2, b2, hand-written ReLU and cross-entropy (book 5.2.1)."""
-    return MLPScratch(math.prod(in_shape), num_classes, num_hiddens, sigma)
+def mlp_scratch(in_shape=(1, 28, 28), num_classes: int = 10, num_hiddens: int = 256, sigma: float = 0.01,
+                activation: str = "relu"):
+    """MLP from scratch: hand-made W1, b1, W2, b2, hand-written activation and cross-entropy (book 5.2.1).
+
+    activation: relu (default), sigmoid, tanh, leaky-relu, elu, selu, prelu, gelu or silu, the
+    functions of divekit.ops.activations (sigmoid and tanh are torch's, as in the book).
+    """
+    return MLPScratch(math.prod(in_shape), num_classes, num_hiddens, sigma, activation)
 
 
 @register_model("dropout-mlp", defaults={"lr": 0.1}, tags=("image",))

@@ -1,9 +1,10 @@
-"""Activation functions beyond ReLU, sigmoid and tanh (book 5.1 and its exercises), from scratch.
+"""Activation functions (book 5.1 and its exercises), from scratch.
 
 Each is written from its formula with elementwise tensor math; autograd differentiates the
-formula, and the tests check values and gradients against the torch built-ins (F.leaky_relu,
-F.elu, F.selu, F.prelu, F.gelu, F.silu):
+formula, and the tests check values and gradients against the torch built-ins (F.relu,
+F.leaky_relu, F.elu, F.selu, F.prelu, F.gelu, F.silu):
 
+    relu(x)       = x if x > 0 else 0 = max(x, 0)
     leaky_relu(x) = x if x > 0 else slope * x                     (Maas et al. 2013; slope 0.01)
     elu(x)        = x if x > 0 else alpha * (exp(x) - 1)          (Clevert et al. 2015; alpha 1)
     selu(x)       = scale * elu(x, alpha), alpha ~ 1.6733, scale ~ 1.0507   (Klambauer et al. 2017)
@@ -16,7 +17,11 @@ Where a formula has two branches, torch.where evaluates both on every element; t
 is taken of x where x <= 0 and of 0 elsewhere, so the branch that is not chosen cannot overflow to inf (whose zero
 gradient, 0 * inf, would be nan).
 
-`ACTIVATIONS` maps each name (as `--model-arg activation=NAME` spells it) to its function.
+`ACTIVATIONS` maps each name (as `--model-arg activation=NAME` spells it) to its function: the
+book's ReLU, sigmoid and tanh, then the ones above. It is the one list of activation names: the
+layer tables of divekit.models.layers and the book's plots (divekit.book.stability) name the same
+set, which tests/models/test_activation_layers.py checks. Sigmoid and tanh are torch's functions,
+as in the book (written out, 1 / (1 + exp(-x)) overflows for large -x).
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ import torch
 # SELU's constants (Klambauer et al. 2017, eq. 14), the values torch uses
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def relu(X: torch.Tensor) -> torch.Tensor:
+    """max(x, 0), by hand. Written with torch.where, as the other two-branch functions here, the
+    gradient at exactly 0 is 0, as torch.relu's (the book's torch.max(X, zeros) splits it, 1/2 each way)."""
+    return torch.where(X > 0, X, torch.zeros_like(X))
 
 
 def leaky_relu(X: torch.Tensor, negative_slope: float = 0.01) -> torch.Tensor:
@@ -80,6 +91,9 @@ def _prelu_default(X: torch.Tensor) -> torch.Tensor:
 
 # the functions by name, with their default constants (PReLU at its initial slope 0.25)
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
     "leaky-relu": leaky_relu,
     "elu": elu,
     "selu": selu,

@@ -3,9 +3,13 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from helpers import assert_same_modules
 
 import divekit as dk
+from divekit.book import stability
 from divekit.models import layers
+from divekit.ops import activations as act
 
 NAMES = list(layers.ACTIVATION_LAYERS)
 
@@ -14,16 +18,16 @@ NAMES = list(layers.ACTIVATION_LAYERS)
 def test_scratch_layer_matches_torch_layer_forward_and_backward(name):
     ours, theirs = layers.activation_layer(name, scratch=True), layers.activation_layer(name)
     theirs.load_state_dict(ours.state_dict())  # PReLU: the same slope, under the same name
-    X = 3 * torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
-    a, b = X.clone().requires_grad_(), X.clone().requires_grad_()
-    y_a, y_b = ours(a), theirs(b)
-    torch.testing.assert_close(y_a, y_b)
-    w = torch.randn(y_a.shape, generator=torch.Generator().manual_seed(1))
-    (y_a * w).sum().backward()
-    (y_b * w).sum().backward()
-    torch.testing.assert_close(a.grad, b.grad)
-    for p, q in zip(ours.parameters(), theirs.parameters()):
-        torch.testing.assert_close(p.grad, q.grad)
+    assert_same_modules(ours, theirs, 3 * torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0)))
+
+
+def test_every_activation_table_names_the_same_activations_in_the_same_order():
+    names = list(act.ACTIVATIONS)  # the one list; the others must follow it
+    assert list(layers.ACTIVATION_LAYERS) == list(layers.SCRATCH_ACTIVATION_LAYERS) == names
+    assert stability.ACTIVATIONS is act.ACTIVATIONS  # the book's plots draw every one
+    for name in names:  # each hand-written layer computes its function (PReLU at its initial slope)
+        X = torch.linspace(-3, 3, 13)
+        torch.testing.assert_close(layers.activation_layer(name, scratch=True)(X), act.ACTIVATIONS[name](X))
 
 
 def test_prelu_layer_has_a_slope_per_channel():
@@ -31,6 +35,27 @@ def test_prelu_layer_has_a_slope_per_channel():
     X = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(ours(X), theirs(X))
     assert [n for n, _ in ours.named_parameters()] == ["weight"]
+
+
+# torch's functions, the reference the models' activations must compute (PReLU at its initial slope)
+REFERENCE = {"elu": F.elu, "gelu": F.gelu, "prelu": lambda X: F.prelu(X, torch.tensor([0.25]))}
+ACTIVATION_TYPES = (*layers.ACTIVATION_LAYERS.values(), *layers.SCRATCH_ACTIVATION_LAYERS.values())
+
+
+def first_activation_io(model: nn.Module, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the output of the layer before the model's first activation, that activation's output, the model's output)."""
+    leaves = [m for m in model.modules() if not list(m.children())]
+    i = next(i for i, m in enumerate(leaves) if isinstance(m, ACTIVATION_TYPES))
+    seen: dict[str, torch.Tensor] = {}
+    handles = [leaves[i - 1].register_forward_hook(lambda m, inputs, out: seen.setdefault("before", out)),
+               leaves[i].register_forward_hook(lambda m, inputs, out: seen.setdefault("after", out))]
+    try:
+        with torch.no_grad():
+            out = model(X)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen["before"], seen["after"], out
 
 
 @pytest.mark.parametrize("model, in_shape", [("mlp", (1, 28, 28)), ("lenet", (1, 28, 28)),
@@ -42,7 +67,11 @@ def test_models_take_every_activation(model, in_shape):
         kinds = {type(x).__name__ for x in m.modules()}
         expected = type(layers.activation_layer(name, scratch=model == "lenet-bn")).__name__
         assert expected in kinds and "Sigmoid" not in kinds and "ReLU" not in kinds
-        assert m(torch.zeros(2, *in_shape)).shape == (2, 10)
+        X = torch.randn(2, *in_shape, generator=torch.Generator().manual_seed(0))
+        before, after, out = first_activation_io(m, X)
+        assert out.shape == (2, 10)
+        torch.testing.assert_close(after, REFERENCE[name](before))  # the named function, on the layer before
+        assert (before < 0).any() and (before > 0).any()  # both sides of the activation were tried
     prelus = sum(isinstance(x, (nn.PReLU, layers.PReLU)) for x in m.modules())
     assert sum(p.numel() for p in m.parameters()) == sum(
         p.numel() for p in dk.create_model(model, in_shape=in_shape).parameters()) + prelus  # one slope each

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn as nn
+from helpers import assert_same_forward_backward
 
 from divekit.models import create_model
 from divekit.models.layers import BatchNorm, batch_norm
@@ -70,6 +71,29 @@ def test_round_trip_through_torch():
     back = BatchNorm.from_torch(ours.to_torch())
     for a, b in zip(ours.state_dict().values(), back.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("num_dims,shape", [(2, (8, 5)), (4, (4, 3, 5, 6))])
+def test_momentum_none_is_torchs_cumulative_average(num_dims, shape):
+    torch.manual_seed(0)
+    ours = BatchNorm(shape[1], num_dims, momentum=None).double()
+    theirs = ours.to_torch()
+    assert theirs.momentum is None
+    batches = [torch.randn(shape, dtype=torch.float64) * (step + 1) + step for step in range(3)]
+    for X in batches:
+        assert_same_forward_backward(ours, theirs, X)  # training: batch statistics; both update their averages
+    assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == 3
+    dims = 0 if num_dims == 2 else (0, 2, 3)
+    # the n-th batch weighs 1/n: the moving mean is the plain mean of the three batch means
+    mean_of_means = torch.stack([X.mean(dim=dims) for X in batches]).mean(0)
+    torch.testing.assert_close(ours.moving_mean.reshape(-1), mean_of_means)
+    torch.testing.assert_close(theirs.running_mean, mean_of_means)
+    torch.testing.assert_close(ours.moving_var.reshape(-1), theirs.running_var)
+    ours.eval(), theirs.eval()
+    assert_same_forward_backward(ours, theirs, batches[0] - 1)  # evaluation: the averages
+    back = BatchNorm.from_torch(theirs)
+    assert back.momentum is None and int(back.num_batches_tracked) == 3
+    assert set(BatchNorm(3, 2).state_dict()) == {"gamma", "beta", "moving_mean", "moving_var"}  # no count
 
 
 def test_one_value_per_feature_is_an_error_in_training():

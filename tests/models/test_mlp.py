@@ -4,9 +4,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import assert_same_forward_backward
 
 import divekit as dk
+from divekit.cli import main
 from divekit.models.mlp import MLP, MLPScratch, dropout_layer, relu
+from divekit.ops.activations import ACTIVATIONS
+from divekit.train.api import load_run
 
 
 def test_relu_matches_torch_forward_and_backward():
@@ -56,6 +60,39 @@ def test_scratch_and_concise_mlp_agree_with_the_same_weights():
     F.cross_entropy(concise(x), y).backward()
     torch.testing.assert_close(scratch.W1.grad, concise[1].weight.grad.T)
     torch.testing.assert_close(scratch.b2.grad, concise[3].bias.grad)
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_mlp_scratch_equals_mlp_with_each_activation_forward_and_backward(activation):
+    torch.manual_seed(0)
+    # sigma 1, so the hidden layer's inputs reach well into both sides of the activation
+    scratch = dk.create_model("mlp-scratch", in_shape=(1, 6, 6), num_hiddens=16, sigma=1.0, activation=activation)
+    concise = dk.create_model("mlp", in_shape=(1, 6, 6), num_hiddens=[16], activation=activation)
+    assert not [m for m in scratch.modules() if m is not scratch]  # the activation is a function, not a layer
+    # the weights as inputs, so their gradients are compared too; nn.Linear holds W transposed
+    names = {"W1": "1.weight", "b1": "1.bias", "W2": "3.weight", "b2": "3.bias", "a": "2.weight"}  # a: PReLU's slope
+    params = dict(scratch.named_parameters())
+    if activation == "prelu":
+        params["a"] = torch.tensor([0.3])  # not the initial slope, so that a slope left unused shows
+
+    def ours(X, *values):
+        return torch.func.functional_call(scratch, dict(zip(params, values)), (X,))
+
+    def theirs(X, *values):
+        return torch.func.functional_call(
+            concise, {names[k]: v.T if k.startswith("W") else v for k, v in zip(params, values)}, (X,))
+
+    assert_same_forward_backward(ours, theirs, torch.randn(8, 1, 6, 6), *(p.detach() for p in params.values()))
+
+
+def test_train_mlp_scratch_with_another_activation(tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["train", "mlp-scratch", "--data", "digits", "--model-arg", "activation=elu", "--model-arg",
+                 "num_hiddens=32", "--epochs", "1", "--out", str(run_dir), "--no-progress"]) == 0
+    model, _ = load_run(run_dir)
+    assert isinstance(model, MLPScratch) and model.activation == "elu"
+    with pytest.raises(dk.ConfigError, match="activation must be one of relu, sigmoid"):
+        dk.create_model("mlp-scratch", activation="swish")
 
 
 def test_dropout_models_are_deterministic_in_eval_mode():

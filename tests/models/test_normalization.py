@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from helpers import assert_same_modules
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,20 +25,11 @@ def _randomize_affine(ours: nn.Module, theirs: nn.Module, g: torch.Generator) ->
 
 
 def assert_same_in_train_and_eval(ours: nn.Module, theirs: nn.Module, shape, g: torch.Generator, steps: int = 2):
-    """Forward, input gradient and parameter gradients agree for `steps` training batches, then in eval."""
+    """Forward, input gradient and parameter gradients agree for `steps` training batches, then in eval;
+    and so do the running statistics, where there are any."""
     for mode in ["train"] * steps + ["eval"]:
         ours.train(mode == "train"), theirs.train(mode == "train")
-        X = (torch.randn(shape, generator=g, dtype=torch.float64) * 2 + 1)
-        a, b = X.clone().requires_grad_(), X.clone().requires_grad_()
-        y_a, y_b = ours(a), theirs(b)
-        torch.testing.assert_close(y_a, y_b)
-        w = torch.randn(y_a.shape, generator=g, dtype=torch.float64)  # a random upstream gradient
-        ours.zero_grad(), theirs.zero_grad()
-        (y_a * w).sum().backward()
-        (y_b * w).sum().backward()
-        torch.testing.assert_close(a.grad, b.grad)
-        for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
-            torch.testing.assert_close(p.grad, q.grad, msg=name)
+        assert_same_modules(ours, theirs, torch.randn(shape, generator=g, dtype=torch.float64) * 2 + 1)
     for (name, buf), theirs_buf in zip(ours.named_buffers(), theirs.buffers()):
         torch.testing.assert_close(buf, theirs_buf.to(buf.dtype), msg=name)
 
@@ -78,6 +70,19 @@ def test_instance_norm_matches_torch(n, c, h, w, affine, track, seed):
     assert_same_in_train_and_eval(ours, theirs, (n, c, h, w), g, steps=3)
 
 
+@pytest.mark.parametrize("affine", [False, True])
+def test_instance_norm_with_momentum_none_matches_torch(affine):
+    ours = InstanceNorm(3, momentum=None, affine=affine, track_running_stats=True).double()
+    theirs = nn.InstanceNorm2d(3, momentum=None, affine=affine, track_running_stats=True).double()
+    g = torch.Generator().manual_seed(0)
+    _randomize_affine(ours, theirs, g)
+    assert_same_in_train_and_eval(ours, theirs, (4, 3, 5, 5), g, steps=3)
+    # what torch does with None here: momentum 0, not nn.BatchNorm2d's cumulative average
+    assert torch.equal(ours.running_mean, torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(ours.running_var, torch.ones(3, dtype=torch.float64))
+    assert "momentum=None" in repr(ours)
+
+
 def test_instance_norm_defaults_are_torchs():
     ours, theirs = InstanceNorm(3), nn.InstanceNorm2d(3)
     assert ours.track_running_stats is theirs.track_running_stats is False
@@ -94,7 +99,7 @@ def test_group_norm_with_one_group_is_layer_norm_and_with_c_groups_instance_norm
         GroupNorm(3, 4)
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer", "group", "instance", "none"])
+@pytest.mark.parametrize("norm", ["batch", "layer", "group", "instance"])  # none: the same network twice
 def test_lenet_with_each_norm_scratch_equals_concise(norm):
     torch.manual_seed(0)
     ours = dk.create_model("lenet-bn", norm=norm)
@@ -111,8 +116,19 @@ def test_lenet_with_each_norm_scratch_equals_concise(norm):
         torch.testing.assert_close(ours(X), theirs(X), atol=1e-5, rtol=1e-5)
     kinds = {type(m).__name__ for m in ours.modules()}
     expected = {"batch": {"BatchNorm"}, "layer": {"GroupNorm", "LayerNorm"}, "group": {"GroupNorm"},
-                "instance": {"InstanceNorm"}, "none": set()}
+                "instance": {"InstanceNorm"}}
     assert kinds & {"BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm"} == expected[norm]
+
+
+@pytest.mark.parametrize("model", ["lenet-bn", "lenet-bn-concise"])
+def test_lenet_with_norm_none_is_lenet_bn_without_its_norm_layers(model):
+    plain, with_bn = dk.create_model(model, norm="none"), dk.create_model(model)
+    assert [type(m).__name__ for m in plain.net] == [
+        "Conv2d", "Sigmoid", "AvgPool2d", "Conv2d", "Sigmoid", "AvgPool2d", "Flatten",
+        "Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"]
+    norm_params = sum(p.numel() for m in with_bn.net if "Norm" in type(m).__name__ for p in m.parameters())
+    assert norm_params == 2 * (6 + 16 + 120 + 84)  # a scale and a shift per feature
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in with_bn.parameters()) - norm_params
 
 
 def test_norm_errors_name_the_choices():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import assert_same_forward_backward
+from helpers import assert_same_forward_backward, input_patch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,15 +80,6 @@ def test_output_shape_with_dilation_matches_torch(n, k, p, s, d):
         return
     actual = F.conv2d(torch.zeros(1, 1, *n), torch.zeros(1, 1, *k), padding=p, stride=s, dilation=d).shape[-2:]
     assert conv_output_shape(n, k, p, s, d) == tuple(actual)
-
-
-def input_patch(net: nn.Module, size: int, i: int, j: int) -> tuple[int, int, int, int]:
-    """(first row, rows, first column, columns) of the input on which output pixel (i, j) depends:
-    where its gradient is non-zero."""
-    X = torch.ones(1, 1, size, size, requires_grad=True)
-    net(X)[0, 0, i, j].backward()
-    rows, cols = X.grad[0, 0].abs().sum(1).nonzero(), X.grad[0, 0].abs().sum(0).nonzero()
-    return int(rows.min()), int(rows.max() - rows.min() + 1), int(cols.min()), int(cols.max() - cols.min() + 1)
 
 
 @pytest.mark.parametrize("layers", [
