@@ -13,6 +13,7 @@ from PIL import Image
 
 import divekit as dk
 from divekit.cli import main
+from divekit.core import plot
 from divekit.core.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,13 +24,24 @@ def toy_run(tmp_path, name, **overrides):
                     data_args={"num_examples": 200}, **{"plot": False, **overrides})
 
 
-def test_resume_restores_both_optimizers_and_gives_the_uninterrupted_run(tmp_path):
+def test_resume_restores_both_optimizers_and_gives_the_uninterrupted_run(tmp_path, monkeypatch):
     full = toy_run(tmp_path, "full", epochs=4)
     toy_run(tmp_path, "half", epochs=2, plot=True)
+    panels = []  # the panel titles of each samples.png drawn
+    points_figure = plot.points_figure
+
+    def recording_points_figure(real, generated):
+        panels.append(list(generated))
+        return points_figure(real, generated)
+
+    monkeypatch.setattr(plot, "points_figure", recording_points_figure)
     resumed = dk.train(resume=tmp_path / "half", epochs=4, progress=False)
+    assert panels == [["epoch 1", "epoch 2", "epoch 3", "epoch 4"]]  # the epochs before the resume too
     a, b = (Checkpoint(tmp_path / run / "checkpoint.safetensors") for run in ("full", "half"))
     assert a.tensors.keys() == b.tensors.keys()
     assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)  # weights, both Adams' moments, RNG
+    points = [c.meta["trainer"]["callbacks"]["SampleGrid"]["points"] for c in (a, b)]
+    assert points[0].keys() >= {"1", "2"} and points[0] == points[1]  # the samples kept for samples.png
     groups = b.meta["optimizer"]["param_groups"]
     assert [g["name"] for g in groups] == ["generator", "discriminator"] and groups[1]["lr"] == pytest.approx(0.05)
     n_params = len(list(full.model.parameters()))
