@@ -12,7 +12,7 @@ run of fixed-size records of 3,073 bytes:
 so the file is one (N, 3073) uint8 array: column 0 holds the labels and the rest reshapes to
 (N, 3, 32, 32), channels first, as divekit keeps images. The batches are read straight from the
 tar members (nothing is extracted); a hand-extracted cifar-10-batches-bin/ folder in the data
-directory is read as well.
+directory is read as well, if each of its batch files has the official size.
 
 Kaggle's "CIFAR-10 - Object Recognition in Images" (book 14.13) is a folder of PNG files instead:
 
@@ -52,7 +52,8 @@ FOLDER = "cifar-10-batches-bin"
 TRAIN_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_BATCH = "test_batch.bin"
 META = "batches.meta.txt"
-MAX_BATCH_BYTES = 10_000 * RECORD_BYTES  # a real batch file holds exactly 10,000 records
+BATCH_RECORDS = 10_000  # a real batch file holds exactly 10,000 records
+BATCH_BYTES = BATCH_RECORDS * RECORD_BYTES
 # the optimizer and lr are the model's (resnet18-cifar's defaults are book 14.1's: Adam, lr 0.001)
 DEFAULTS = {"batch_size": 256, "epochs": 10}
 REFETCH = ("Delete cifar-10-binary.tar.gz (or the extracted cifar-10-batches-bin folder) from the data folder "
@@ -87,9 +88,9 @@ def _read_members(archive: Path) -> dict[str, bytes]:
             for member in tf:
                 if member.name not in wanted:
                     continue
-                if not member.isreg() or member.size > MAX_BATCH_BYTES:
+                if not member.isreg() or member.size > BATCH_BYTES:
                     raise DataError(f"{archive}: member {member.name} is not a regular file of at most "
-                                    f"{MAX_BATCH_BYTES:,} bytes: it is not the CIFAR-10 binary archive. {REFETCH}")
+                                    f"{BATCH_BYTES:,} bytes: it is not the CIFAR-10 binary archive. {REFETCH}")
                 found[Path(member.name).name] = tf.extractfile(member).read()
     except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
         raise DataError(f"cannot read {archive} ({e}): it is truncated or corrupt. {REFETCH}") from None
@@ -101,13 +102,24 @@ def _read_members(archive: Path) -> dict[str, bytes]:
 
 
 def _read_folder(folder: Path) -> dict[str, bytes]:
-    """The bytes of the batch files in a hand-extracted cifar-10-batches-bin/ folder."""
+    """The bytes of the batch files in a hand-extracted cifar-10-batches-bin/ folder.
+
+    Unlike the downloaded archive, whose MD5 is checked, a folder is not hash-checked (hashing
+    180 MB on every load is slow), so each batch file must at least have the official size:
+    exactly 10,000 records. A missing or cut file raises DataError naming it.
+    """
+    refetch = (f"Delete {folder} and run `divekit data download cifar10` to download cifar-10-binary.tar.gz "
+               "(divekit reads it without extracting)")
     found = {}
     for name in (*TRAIN_BATCHES, TEST_BATCH):
         path = folder / name
         if not path.is_file():
-            raise DataError(f"{folder} has no {name}: the extracted CIFAR-10 folder is incomplete. Delete it and run "
-                            "the command again to download cifar-10-binary.tar.gz")
+            raise DataError(f"{folder} has no {name}: the extracted CIFAR-10 folder is incomplete. {refetch}")
+        size = path.stat().st_size
+        if size != BATCH_BYTES:
+            raise DataError(f"{path} holds {size:,} bytes, not the official {BATCH_BYTES:,} ({BATCH_RECORDS:,} "
+                            f"records of {RECORD_BYTES:,} bytes): it is truncated or not a CIFAR-10 batch file. "
+                            f"An extracted folder is not hash-checked, only its sizes. {refetch}")
         found[name] = path.read_bytes()
     return found
 

@@ -94,16 +94,37 @@ def test_the_bundle_converts_per_batch_and_flips_only_training_images(data_dir, 
     assert x_train.shape == (300, 3, 32, 32)
 
 
-def test_a_hand_extracted_folder_is_read(tmp_path, fixture_tensors):
-    folder = tmp_path / "data" / "cifar-10-batches-bin"
+def write_folder(folder: Path, x, y, xt, yt) -> Path:
+    """A hand-extracted cifar-10-batches-bin/ folder: the training images in five batch files, the test ones in one."""
     folder.mkdir(parents=True)
-    x, y, xt, yt = fixture_tensors
-    for name, idx in zip(cifar.TRAIN_BATCHES, torch.arange(300).tensor_split(5)):
+    for name, idx in zip(cifar.TRAIN_BATCHES, torch.arange(len(x)).tensor_split(len(cifar.TRAIN_BATCHES))):
         (folder / name).write_bytes(cifar.to_records(x[idx], y[idx]))
-    (folder / "test_batch.bin").write_bytes(cifar.to_records(xt, yt))
+    (folder / cifar.TEST_BATCH).write_bytes(cifar.to_records(xt, yt))
     cifar.load_cifar10.cache_clear()
+    return folder
+
+
+def test_a_hand_extracted_folder_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar, "BATCH_BYTES", 60 * cifar.RECORD_BYTES)  # 60 records pass for the official 10,000
+    x, y = cifar.synthetic_images(300, seed=0)
+    xt, yt = cifar.synthetic_images(60, seed=1)
+    write_folder(tmp_path / "data" / "cifar-10-batches-bin", x, y, xt, yt)
     bundle = load_dataset("cifar10", data_dir=str(tmp_path / "data"), batch_size=50)
     assert torch.equal(bundle.train.tensors[0], x) and torch.equal(bundle.test.tensors[1], yt)
+
+
+def test_a_hand_extracted_folder_must_have_the_official_sizes(tmp_path, fixture_tensors, monkeypatch):
+    """An extracted folder is not hash-checked: every batch file must hold exactly 10,000 records."""
+    folder = write_folder(tmp_path / "cifar-10-batches-bin", *fixture_tensors)  # 60-record batches
+    with pytest.raises(DataError, match=r"data_batch_1\.bin holds 184,380 bytes, not the official 30,730,000 "
+                                        r"\(10,000 records of 3,073 bytes\).*not hash-checked.*Delete .*batches-bin"):
+        cifar.load_cifar10(folder)
+    monkeypatch.setattr(cifar, "BATCH_BYTES", 60 * cifar.RECORD_BYTES)
+    with pytest.raises(DataError, match=r"test_batch\.bin holds 153,650 bytes, not the official 184,380"):
+        cifar.load_cifar10(folder)  # 50 test images
+    (folder / "data_batch_5.bin").unlink()
+    with pytest.raises(DataError, match=r"has no data_batch_5\.bin: the extracted CIFAR-10 folder is incomplete"):
+        cifar.load_cifar10(folder)
 
 
 def _rewrite(archive: Path, member: str, data: bytes) -> None:
