@@ -33,7 +33,7 @@ import tarfile
 import warnings
 import zlib
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import torch
@@ -199,8 +199,14 @@ def cifar10(*, batch_size, seed, device, data_dir=None, resize=None, augment=Non
 # -- Kaggle's layout (book 14.13) ------------------------------------------------------------------
 
 
+def _is_plain_name(image_id: str) -> bool:
+    """True when train/ID.png stays inside train/: no directory part, no '..', no Windows drive."""
+    return not ("/" in image_id or "\\" in image_id or ".." in image_id or PureWindowsPath(image_id).drive)
+
+
 def read_labels(path: Path) -> list[tuple[str, str]]:
-    """(id, class name) rows of a trainLabels.csv (header `id,label`)."""
+    """(id, class name) rows of a trainLabels.csv (header `id,label`). An id that is not a plain
+    file name ('../x', 'a/b', '/x', 'C:x') raises DataError naming its line: ids name files in train/."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
@@ -212,7 +218,13 @@ def read_labels(path: Path) -> list[tuple[str, str]]:
     bad = [i + 2 for i, r in enumerate(rows[1:]) if len(r) != 2 or not r[0].strip() or not r[1].strip()]
     if bad:
         raise DataError(f"{path}: line {bad[0]} is not `id,label`")
-    return [(r[0].strip(), r[1].strip()) for r in rows[1:]]
+    labels = [(r[0].strip(), r[1].strip()) for r in rows[1:]]
+    unsafe = [(i + 2, image_id) for i, (image_id, _) in enumerate(labels) if not _is_plain_name(image_id)]
+    if unsafe:
+        line, image_id = unsafe[0]
+        raise DataError(f"{path}: line {line} has the id {image_id!r}, which is not a plain file name (it has a '/', "
+                        "'\\', '..' or a drive): an id names the image train/ID.png beside trainLabels.csv, e.g. 17")
+    return labels
 
 
 def kaggle_root(root: str | Path | None, data_dir=None) -> Path:

@@ -9,6 +9,7 @@ import http.server
 import io
 import json
 import math
+import re
 import tarfile
 import threading
 from pathlib import Path
@@ -257,6 +258,17 @@ def test_kaggle_layout_reads_labels_by_class_name(tmp_path):
     (root / "trainLabels.csv").write_text("image,class\n1,frog\n")
     with pytest.raises(DataError, match="must start with the header `id,label`"):
         load_dataset("kaggle-cifar10", batch_size=16, root=str(root))
+
+
+@pytest.mark.parametrize("image_id", ["../outside", "sub/1", "/tmp/1", "..\\outside", "C:1", ".."])
+def test_kaggle_ids_that_are_not_plain_file_names_are_refused(tmp_path, image_id):
+    root = make_kaggle_folder(tmp_path / "kaggle", n_train=10, n_test=1)
+    save_image(cifar.synthetic_images(1)[0][0], root / "outside.png")  # what train/../outside.png would read
+    with open(root / "trainLabels.csv", "a", newline="") as f:
+        csv.writer(f).writerow([image_id, "cat"])
+    with pytest.raises(DataError, match=rf"trainLabels.csv: line 12 has the id {re.escape(repr(image_id))}.*"
+                                        r"not a plain file name"):
+        load_dataset("kaggle-cifar10", batch_size=4, root=str(root))
 
 
 def test_book_14_13_settings_train_on_the_kaggle_layout(tmp_path, capsys):
