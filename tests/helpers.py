@@ -1,7 +1,11 @@
 """Helpers shared by test modules (importable as `helpers`: pytest puts tests/ on sys.path for its conftest)."""
 
+import gzip
 import json
+import struct
+from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -20,3 +24,17 @@ def assert_same_forward_backward(ours, theirs, *inputs):
     weights = torch.randn(y_a.shape, generator=torch.Generator().manual_seed(1), dtype=y_a.dtype)
     for g_a, g_b in zip(torch.autograd.grad((y_a * weights).sum(), a), torch.autograd.grad((y_b * weights).sum(), b)):
         torch.testing.assert_close(g_a, g_b)
+
+
+def idx_bytes(array) -> bytes:
+    """`array` as an idx file (MNIST's format): a big-endian header (0, 0, type 0x08 = uint8, ndim),
+    the shape as big-endian uint32s, then the bytes."""
+    array = np.asarray(array, dtype=np.uint8)
+    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def write_idx(path: Path, array, gz: bool = True) -> Path:
+    """Write `array` as an idx file at `path`, gzipped like MNIST's and Fashion-MNIST's (or not)."""
+    data = idx_bytes(array)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
