@@ -1,8 +1,11 @@
 """Helpers shared by test modules (importable as `helpers`: pytest puts tests/ on sys.path for its conftest)."""
 
+import functools
 import gzip
+import http.server
 import json
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +41,29 @@ def write_idx(path: Path, array, gz: bool = True) -> Path:
     data = idx_bytes(array)
     path.write_bytes(gzip.compress(data) if gz else data)
     return path
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files like SimpleHTTPRequestHandler, without a log line per request."""
+
+    def log_message(self, *args):
+        """Keep the test output quiet."""
+
+
+class Server:
+    """A ThreadingHTTPServer on 127.0.0.1 (a free port, at `url`) serving `folder` with `handler`,
+    in a daemon thread, for download tests without the internet."""
+
+    def __init__(self, folder: Path, handler: type[http.server.SimpleHTTPRequestHandler] = QuietHandler):
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                     functools.partial(handler, directory=str(folder)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.01,), daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        """Shut the server down (once; a second call does nothing)."""
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.thread.join()
+            self.httpd.server_close()

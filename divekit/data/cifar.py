@@ -149,11 +149,16 @@ def write_binary_archive(path: str | Path, x_train: torch.Tensor, y_train: torch
                          y_test: torch.Tensor) -> Path:
     """Write images and labels as cifar-10-binary.tar.gz's layout: the training set in five batch
     files (as evenly as they divide), the test set in test_batch.bin, and batches.meta.txt."""
-    path = Path(path)
     members = {f"{FOLDER}/{name}": to_records(x_train[i], y_train[i])
                for name, i in zip(TRAIN_BATCHES, torch.arange(len(x_train)).tensor_split(len(TRAIN_BATCHES)))}
     members[f"{FOLDER}/{TEST_BATCH}"] = to_records(x_test, y_test)
     members[f"{FOLDER}/{META}"] = ("\n".join(CLASSES) + "\n\n").encode()
+    return write_tar_gz(path, members)
+
+
+def write_tar_gz(path: str | Path, members: dict[str, bytes]) -> Path:
+    """Write a gzipped tar at `path` whose regular files are `members` (name -> bytes), in order."""
+    path = Path(path)
     with tarfile.open(path, "w:gz") as tf:
         for name, data in members.items():
             info = tarfile.TarInfo(name)

@@ -3,20 +3,16 @@ generated in exactly those formats; the download against a local HTTP server (no
 
 import csv
 import dataclasses
-import functools
 import hashlib
-import http.server
-import io
 import json
 import re
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import last_json
+from helpers import Server, last_json
 
 from divekit.cli import main
 from divekit.core.errors import ChecksumError, DataError
@@ -131,12 +127,7 @@ def _rewrite(archive: Path, member: str, data: bytes) -> None:
     """Replace one member of the gzipped tar `archive` by `data`."""
     with tarfile.open(archive) as tf:
         members = {m.name: tf.extractfile(m).read() for m in tf}
-    members[member] = data
-    with tarfile.open(archive, "w:gz") as tf:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tf.addfile(info, io.BytesIO(content))
+    cifar.write_tar_gz(archive, {**members, member: data})
 
 
 def test_truncated_batch_bad_label_and_wrong_archive_name_the_file(data_dir, fixture_tensors):
@@ -161,27 +152,6 @@ def test_truncated_batch_bad_label_and_wrong_archive_name_the_file(data_dir, fix
     cut.write_bytes(archive.read_bytes()[:5000])
     with pytest.raises(DataError, match="cut.tar.gz .*truncated or corrupt"):
         cifar.load_cifar10(cut)
-
-
-class Server:
-    """A ThreadingHTTPServer on 127.0.0.1 serving `folder`, in a daemon thread."""
-
-    def __init__(self, folder: Path):
-        handler = functools.partial(_QuietHandler, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.01,), daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.thread.join()
-        self.httpd.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        """Keep the test output quiet."""
 
 
 def test_download_checks_the_md5_then_loads(data_dir, tmp_path, monkeypatch):
