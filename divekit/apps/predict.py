@@ -3,6 +3,7 @@ and a Kaggle submission for a folder of images (`id,label`, book 14.13)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections import Counter
 from pathlib import Path
@@ -35,16 +36,37 @@ def _image_shape(meta: dict) -> tuple[int, int, int]:
     return tuple(shape)
 
 
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """`model` in eval mode (dropout off, batch norm on its running statistics) inside the block;
+    afterwards every submodule is back in the mode it was in."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _class_name(classes: list[str] | None, i: int) -> str:
+    """Class `i`'s name, or its index as text when the run's data has no class names."""
+    return classes[i] if classes else str(i)
+
+
 @torch.no_grad()
 def predict_images(model: torch.nn.Module, meta: dict, paths, top: int = 3, invert: bool = False) -> list[dict]:
-    """Top-`top` classes with probabilities for each image file, for a run's classifier."""
+    """Top-`top` classes with probabilities for each image file, for a run's classifier, in eval mode
+    (the model's own mode is restored after); a class is named by its index when the run has no names."""
     shape = _image_shape(meta)
     classes = meta.get("classes")
     x = torch.stack([load_image(p, shape, invert) for p in paths])
-    probs = torch.softmax(model(x.to(next(model.parameters()).device)).float(), dim=1).cpu()
+    with _eval_mode(model):
+        probs = torch.softmax(model(x.to(next(model.parameters()).device)).float(), dim=1).cpu()
     p, idx = probs.topk(min(top, probs.shape[1]), dim=1)
     return [
-        {"input": str(path), "top": [{"class": classes[i], "prob": round(float(q), 4)} for q, i in zip(pr, ix.tolist())]}
+        {"input": str(path), "top": [{"class": _class_name(classes, i), "prob": round(float(q), 4)}
+                                     for q, i in zip(pr, ix.tolist())]}
         for path, pr, ix in zip(paths, p, idx)
     ]
 
@@ -63,14 +85,16 @@ def image_files(folder: str | Path) -> list[Path]:
 @torch.no_grad()
 def predict_labels(model: torch.nn.Module, meta: dict, paths, batch_size: int = 256,
                    invert: bool = False) -> list[str]:
-    """The most likely class name of each image file, decoded and classified `batch_size` at a time."""
+    """The most likely class of each image file, decoded and classified `batch_size` at a time, in
+    eval mode (the model's own mode is restored after): its name, or its index when the run's data
+    has no class names."""
     shape, classes = _image_shape(meta), meta.get("classes")
     device = next(model.parameters()).device
-    model.eval()
     labels = []
-    for start in range(0, len(paths), batch_size):
-        x = torch.stack([load_image(p, shape, invert) for p in paths[start:start + batch_size]])  # (B, C, H, W)
-        labels += [classes[i] for i in model(x.to(device)).argmax(dim=1).tolist()]
+    with _eval_mode(model):
+        for start in range(0, len(paths), batch_size):
+            x = torch.stack([load_image(p, shape, invert) for p in paths[start:start + batch_size]])  # (B, C, H, W)
+            labels += [_class_name(classes, i) for i in model(x.to(device)).argmax(dim=1).tolist()]
     return labels
 
 

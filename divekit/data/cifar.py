@@ -12,7 +12,7 @@ run of fixed-size records of 3,073 bytes:
 so the file is one (N, 3073) uint8 array: column 0 holds the labels and the rest reshapes to
 (N, 3, 32, 32), channels first, as divekit keeps images. The batches are read straight from the
 tar members (nothing is extracted); a hand-extracted cifar-10-batches-bin/ folder in the data
-directory is read as well.
+directory is read as well, if each of its batch files has the official size.
 
 Kaggle's "CIFAR-10 - Object Recognition in Images" (book 14.13) is a folder of PNG files instead:
 
@@ -33,7 +33,7 @@ import tarfile
 import warnings
 import zlib
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import torch
@@ -52,7 +52,8 @@ FOLDER = "cifar-10-batches-bin"
 TRAIN_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_BATCH = "test_batch.bin"
 META = "batches.meta.txt"
-MAX_BATCH_BYTES = 10_000 * RECORD_BYTES  # a real batch file holds exactly 10,000 records
+BATCH_RECORDS = 10_000  # a real batch file holds exactly 10,000 records
+BATCH_BYTES = BATCH_RECORDS * RECORD_BYTES
 # the optimizer and lr are the model's (resnet18-cifar's defaults are book 14.1's: Adam, lr 0.001)
 DEFAULTS = {"batch_size": 256, "epochs": 10}
 REFETCH = ("Delete cifar-10-binary.tar.gz (or the extracted cifar-10-batches-bin folder) from the data folder "
@@ -87,9 +88,9 @@ def _read_members(archive: Path) -> dict[str, bytes]:
             for member in tf:
                 if member.name not in wanted:
                     continue
-                if not member.isreg() or member.size > MAX_BATCH_BYTES:
+                if not member.isreg() or member.size > BATCH_BYTES:
                     raise DataError(f"{archive}: member {member.name} is not a regular file of at most "
-                                    f"{MAX_BATCH_BYTES:,} bytes: it is not the CIFAR-10 binary archive. {REFETCH}")
+                                    f"{BATCH_BYTES:,} bytes: it is not the CIFAR-10 binary archive. {REFETCH}")
                 found[Path(member.name).name] = tf.extractfile(member).read()
     except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
         raise DataError(f"cannot read {archive} ({e}): it is truncated or corrupt. {REFETCH}") from None
@@ -101,13 +102,24 @@ def _read_members(archive: Path) -> dict[str, bytes]:
 
 
 def _read_folder(folder: Path) -> dict[str, bytes]:
-    """The bytes of the batch files in a hand-extracted cifar-10-batches-bin/ folder."""
+    """The bytes of the batch files in a hand-extracted cifar-10-batches-bin/ folder.
+
+    Unlike the downloaded archive, whose MD5 is checked, a folder is not hash-checked (hashing
+    180 MB on every load is slow), so each batch file must at least have the official size:
+    exactly 10,000 records. A missing or cut file raises DataError naming it.
+    """
+    refetch = (f"Delete {folder} and run `divekit data download cifar10` to download cifar-10-binary.tar.gz "
+               "(divekit reads it without extracting)")
     found = {}
     for name in (*TRAIN_BATCHES, TEST_BATCH):
         path = folder / name
         if not path.is_file():
-            raise DataError(f"{folder} has no {name}: the extracted CIFAR-10 folder is incomplete. Delete it and run "
-                            "the command again to download cifar-10-binary.tar.gz")
+            raise DataError(f"{folder} has no {name}: the extracted CIFAR-10 folder is incomplete. {refetch}")
+        size = path.stat().st_size
+        if size != BATCH_BYTES:
+            raise DataError(f"{path} holds {size:,} bytes, not the official {BATCH_BYTES:,} ({BATCH_RECORDS:,} "
+                            f"records of {RECORD_BYTES:,} bytes): it is truncated or not a CIFAR-10 batch file. "
+                            f"An extracted folder is not hash-checked, only its sizes. {refetch}")
         found[name] = path.read_bytes()
     return found
 
@@ -137,11 +149,16 @@ def write_binary_archive(path: str | Path, x_train: torch.Tensor, y_train: torch
                          y_test: torch.Tensor) -> Path:
     """Write images and labels as cifar-10-binary.tar.gz's layout: the training set in five batch
     files (as evenly as they divide), the test set in test_batch.bin, and batches.meta.txt."""
-    path = Path(path)
     members = {f"{FOLDER}/{name}": to_records(x_train[i], y_train[i])
                for name, i in zip(TRAIN_BATCHES, torch.arange(len(x_train)).tensor_split(len(TRAIN_BATCHES)))}
     members[f"{FOLDER}/{TEST_BATCH}"] = to_records(x_test, y_test)
     members[f"{FOLDER}/{META}"] = ("\n".join(CLASSES) + "\n\n").encode()
+    return write_tar_gz(path, members)
+
+
+def write_tar_gz(path: str | Path, members: dict[str, bytes]) -> Path:
+    """Write a gzipped tar at `path` whose regular files are `members` (name -> bytes), in order."""
+    path = Path(path)
     with tarfile.open(path, "w:gz") as tf:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
@@ -187,8 +204,14 @@ def cifar10(*, batch_size, seed, device, data_dir=None, resize=None, augment=Non
 # -- Kaggle's layout (book 14.13) ------------------------------------------------------------------
 
 
+def _is_plain_name(image_id: str) -> bool:
+    """True when train/ID.png stays inside train/: no directory part, no '..', no Windows drive."""
+    return not ("/" in image_id or "\\" in image_id or ".." in image_id or PureWindowsPath(image_id).drive)
+
+
 def read_labels(path: Path) -> list[tuple[str, str]]:
-    """(id, class name) rows of a trainLabels.csv (header `id,label`)."""
+    """(id, class name) rows of a trainLabels.csv (header `id,label`). An id that is not a plain
+    file name ('../x', 'a/b', '/x', 'C:x') raises DataError naming its line: ids name files in train/."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
@@ -200,7 +223,13 @@ def read_labels(path: Path) -> list[tuple[str, str]]:
     bad = [i + 2 for i, r in enumerate(rows[1:]) if len(r) != 2 or not r[0].strip() or not r[1].strip()]
     if bad:
         raise DataError(f"{path}: line {bad[0]} is not `id,label`")
-    return [(r[0].strip(), r[1].strip()) for r in rows[1:]]
+    labels = [(r[0].strip(), r[1].strip()) for r in rows[1:]]
+    unsafe = [(i + 2, image_id) for i, (image_id, _) in enumerate(labels) if not _is_plain_name(image_id)]
+    if unsafe:
+        line, image_id = unsafe[0]
+        raise DataError(f"{path}: line {line} has the id {image_id!r}, which is not a plain file name (it has a '/', "
+                        "'\\', '..' or a drive): an id names the image train/ID.png beside trainLabels.csv, e.g. 17")
+    return labels
 
 
 def kaggle_root(root: str | Path | None, data_dir=None) -> Path:

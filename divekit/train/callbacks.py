@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -260,7 +261,10 @@ class SampleGrid(Callback):
     """A generative model's samples (`model.sample`) after every epoch, from the same noise each time
     (its own generator seeded with `seed`, so the run's random stream is untouched): images are saved
     as a grid, samples/epoch_NNN.png in the run folder; 2-D points (the toy GAN) are kept and drawn
-    beside the real data at a few epochs as samples.png when training ends (unless `plot` is off)."""
+    beside the real data at a few epochs as samples.png when training ends (unless `plot` is off).
+
+    The kept points are the callback's state, saved in checkpoints, so the plot of a resumed run
+    also shows the epochs before the resume."""
 
     def __init__(self, run_dir: str | Path, num: int = 64, seed: int = 0, plot: bool = True, panels: int = 4,
                  num_points: int = 500):
@@ -268,12 +272,24 @@ class SampleGrid(Callback):
         self.num_points = num_points
         self.points: dict[int, Any] = {}  # epoch -> generated points (N, 2)
 
+    @staticmethod
+    def _is_points(trainer) -> bool:
+        return len(trainer.data.context.get("in_shape", ())) == 1  # 2-D data: many points, not a grid
+
+    def _sample(self, trainer) -> torch.Tensor:
+        num = self.num_points if self._is_points(trainer) else self.num
+        return trainer.model.sample(num, torch.Generator().manual_seed(self.seed)).float().cpu()
+
+    def on_fit_start(self, trainer):
+        # A resumed run's checkpoint was taken by CheckpointSaver, which runs before this callback, so
+        # its points stop one epoch short; the restored weights and the same noise draw that epoch's again.
+        if dist.is_main() and trainer.epoch and trainer.epoch not in self.points and self._is_points(trainer):
+            self.points[trainer.epoch] = self._sample(trainer).numpy()
+
     def on_epoch_end(self, trainer, metrics):
         if not dist.is_main():
             return
-        points = len(trainer.data.context.get("in_shape", ())) == 1  # 2-D data: many points, not a grid
-        num = self.num_points if points else self.num
-        samples = trainer.model.sample(num, torch.Generator().manual_seed(self.seed)).float().cpu()
+        samples = self._sample(trainer)
         if samples.dim() == 4:  # (N, C, H, W) images in [0, 1]
             from ..core.plot import save_image_grid  # deferred: matplotlib costs ~400 ms at start-up
 
@@ -291,3 +307,10 @@ class SampleGrid(Callback):
         real = trainer.data.train.tensors[0][:1000].float().cpu().numpy()
         fig = points_figure(real, {f"epoch {e}": self.points[e] for e in picked})
         save_figure(fig, self.run_dir / SAMPLE_POINTS)
+
+    def state_dict(self):
+        # JSON (checkpoint metadata): epoch -> [[x, y], ...], 4 decimals, plenty for a scatter plot
+        return {"points": {str(e): np.round(p.astype(np.float64), 4).tolist() for e, p in self.points.items()}}
+
+    def load_state_dict(self, state):
+        self.points = {int(e): np.asarray(p, dtype=np.float32) for e, p in state.get("points", {}).items()}

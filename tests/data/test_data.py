@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import idx_bytes, write_idx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -383,17 +384,6 @@ def test_image_transform_passes_generator():
 # --------------------------------------------------------------------------------------------
 # idx files
 # --------------------------------------------------------------------------------------------
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    array = np.asarray(array, dtype=np.uint8)
-    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool) -> Path:
-    data = idx_bytes(array)
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
 
 
 @FAST

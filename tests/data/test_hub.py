@@ -1,19 +1,17 @@
 """The download hub against a real local HTTP server serving the real dataset files (no internet)."""
 
 import dataclasses
-import functools
-import http.server
 import io
 import os
 import re
 import tarfile
-import threading
 import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import QuietHandler, Server
 
 from divekit.core.errors import ChecksumError, ConfigError, DataError
 from divekit.data import hub
@@ -21,7 +19,7 @@ from divekit.data import hub
 TIME_MACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
+class Handler(QuietHandler):
     """Serves the data folder; `/404/...` answers 404, `/drop/<path>` closes the connection halfway."""
 
     def do_GET(self):
@@ -37,30 +35,10 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         else:
             super().do_GET()
 
-    def log_message(self, *args):
-        """Keep the test output quiet."""
-
-
-class Server:
-    """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread."""
-
-    def __init__(self, folder: Path):
-        handler = functools.partial(Handler, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.01,), daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        if self.thread.is_alive():
-            self.httpd.shutdown()
-            self.thread.join()
-            self.httpd.server_close()
-
 
 @pytest.fixture
 def server(shared_data):
-    srv = Server(shared_data)
+    srv = Server(shared_data, Handler)
     yield srv
     srv.stop()
 
@@ -427,7 +405,7 @@ def test_official_archives_are_hash_checked_before_extracting(tmp_path, monkeypa
     served = tmp_path / "served"
     served.mkdir()
     deflated_zip(served / "ptb.zip", {"ptb/ptb.train.txt": bytes(BOMB_BYTES)})
-    srv = Server(served)
+    srv = Server(served, Handler)
     try:
         rf = dataclasses.replace(hub.DATA_HUB["ptb"][0], urls=(f"{srv.url}/ptb.zip",))
         monkeypatch.setitem(hub.DATA_HUB, "ptb", (rf,))

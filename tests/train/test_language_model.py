@@ -78,6 +78,13 @@ def test_generate_continues_the_prefix(rnn_run, capsys):
     assert first != second
 
 
+def test_generate_asks_a_language_model_run_for_its_prefix(rnn_run, capsys):
+    _, out = rnn_run
+    assert main(["generate", str(out), "--num", "5"]) == 2  # GAN options, no --prefix
+    err = capsys.readouterr().err.strip()
+    assert "is a language-model run: give the text to continue with --prefix" in err and len(err.splitlines()) == 1
+
+
 def test_generate_refuses_a_classifier_run(tmp_path, capsys):
     dk.train(model="softmax-regression", data="digits", epochs=1, out=str(tmp_path), progress=False)
     assert main(["generate", str(tmp_path), "--prefix", "a"]) == 2
