@@ -280,12 +280,6 @@ class SampleGrid(Callback):
         num = self.num_points if self._is_points(trainer) else self.num
         return trainer.model.sample(num, torch.Generator().manual_seed(self.seed)).float().cpu()
 
-    def on_fit_start(self, trainer):
-        # A resumed run's checkpoint was taken by CheckpointSaver, which runs before this callback, so
-        # its points stop one epoch short; the restored weights and the same noise draw that epoch's again.
-        if dist.is_main() and trainer.epoch and trainer.epoch not in self.points and self._is_points(trainer):
-            self.points[trainer.epoch] = self._sample(trainer).numpy()
-
     def on_epoch_end(self, trainer, metrics):
         if not dist.is_main():
             return
