@@ -40,10 +40,11 @@ import torch
 
 from ..core.errors import DataError
 from . import hub
+from .cache import decoded, stamp
 from .folder import decode_files
 from .loader import split, stratified_subset
 from .registry import register_dataset
-from .vision import image_classification
+from .vision import SPLITS, image_classification
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 SIDE = 32
@@ -127,13 +128,25 @@ def _read_folder(folder: Path) -> dict[str, bytes]:
 @lru_cache(maxsize=2)
 def load_cifar10(path: Path) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_test, y_test) from the binary archive or its extracted folder at `path`:
-    50,000 and 10,000 images (N, 3, 32, 32) uint8 with labels (N,) int64. Cached per process."""
+    50,000 and 10,000 images (N, 3, 32, 32) uint8 with labels (N,) int64. The archive's tensors are
+    kept decoded in the cache (divekit.data.cache: no gunzip on later runs); also cached per process."""
     path = Path(path)
-    raw = _read_folder(path) if path.is_dir() else _read_members(path)
-    where = path if path.is_dir() else path / FOLDER
-    parts = [parse_batch(raw[name], str(where / name)) for name in TRAIN_BATCHES]
-    x_test, y_test = parse_batch(raw[TEST_BATCH], str(where / TEST_BATCH))
-    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]), x_test, y_test
+
+    def build():
+        raw = _read_folder(path) if path.is_dir() else _read_members(path)
+        where = path if path.is_dir() else path / FOLDER
+        parts = [parse_batch(raw[name], str(where / name)) for name in TRAIN_BATCHES]
+        x_test, y_test = parse_batch(raw[TEST_BATCH], str(where / TEST_BATCH))
+        x_train, y_train = torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+        return dict(zip(SPLITS, (x_train, y_train, x_test, y_test))), {"source": str(path)}
+
+    def valid(t, header):
+        return all(t[x].dtype == torch.uint8 and t[x].shape[1:] == (3, SIDE, SIDE) and t[y].dtype == torch.int64
+                   and t[y].shape == t[x].shape[:1] for x, y in (SPLITS[:2], SPLITS[2:]))
+
+    # a folder's files are read whole anyway (parsing them is a reshape), so only the archive is cached
+    tensors, _ = decoded("decoded", "cifar-10", [stamp(path)], build, valid, cache=not path.is_dir())
+    return tuple(tensors[k] for k in SPLITS)
 
 
 def to_records(x: torch.Tensor, y: torch.Tensor) -> bytes:

@@ -285,3 +285,18 @@ def test_predict_writes_the_kaggle_submission(tmp_path, capsys):
     expected = [cifar.CLASSES[i] for i in model(to_float(xt)).argmax(1).tolist()]
     assert [r[1] for r in rows[1:]] == expected
     assert sum(label == cifar.CLASSES[int(t)] for label, t in zip(expected, yt)) >= 6  # chance: about 1 of 12
+
+
+def test_the_archive_is_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    from divekit.data import cifar
+
+    monkeypatch.setenv("DIVEKIT_CACHE", str(tmp_path / "cache"))
+    x, y = cifar.synthetic_images(50, 0)
+    archive = cifar.write_binary_archive(tmp_path / "cifar-10-binary.tar.gz", x, y, x[:10], y[:10])
+    first = cifar.load_cifar10.__wrapped__(archive)
+    reads = []
+    monkeypatch.setattr(cifar, "_read_members", lambda p: reads.append(p))
+    again = cifar.load_cifar10.__wrapped__(archive)  # no tar read: the decoded tensors come from the cache
+    assert reads == [] and all(torch.equal(a, b) for a, b in zip(first, again))
+    assert torch.equal(again[0], x) and torch.equal(again[3], y[:10])
+    assert len(list((tmp_path / "cache" / "decoded").glob("cifar-10-*.safetensors"))) == 1
