@@ -56,6 +56,18 @@ def checkpoint_payload(
     return tensors, {"divekit": json.dumps(header)}
 
 
+Payload = tuple[dict[str, torch.Tensor], dict[str, str]]  # tensors, safetensors metadata
+
+
+def weights_only(payload: Payload) -> Payload:
+    """A `checkpoint_payload` without its optimizer and RNG state (the same tensors, not copies): what
+    `checkpoint_payload(model, None, meta, save_rng=False)` would give for the same model and meta."""
+    tensors, header = payload
+    meta = json.loads(header["divekit"])
+    meta.pop("optimizer", None)
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}, {"divekit": json.dumps(meta)}
+
+
 def write_checkpoint(path: str | Path, payload: tuple[dict[str, torch.Tensor], dict[str, str]]) -> Path:
     """Write a `checkpoint_payload` to `path` atomically (a crash leaves the previous file intact)."""
     tensors, metadata = payload

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core import dist
-from ..core.checkpoint import checkpoint_payload, write_checkpoint
+from ..core.checkpoint import checkpoint_payload, weights_only, write_checkpoint
 from ..core.io import BackgroundWriter, write_json_atomic, write_text_atomic
 from ..core.rundir import BEST, CURVES, LAST, METRICS, METRICS_CSV, SAMPLE_POINTS, sample_grid_path
 from .config import TrainConfig
@@ -154,7 +154,7 @@ class CheckpointSaver(Callback):
             return
         meta = {**self.meta, "trainer": trainer.state_dict(), "monitor": monitor}
         last = checkpoint_payload(trainer.model, trainer.optimizer, meta)
-        best = checkpoint_payload(trainer.model, None, meta, save_rng=False) if improved else None
+        best = weights_only(last) if improved else None  # the same snapshot: the weights are copied once
 
         def write():
             write_checkpoint(self.run_dir / LAST, last)

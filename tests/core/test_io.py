@@ -1,5 +1,6 @@
 """Saving and loading with safetensors: exact round trips, model clones, tied weights, refused pickles."""
 
+import json
 import os
 import pickle
 
@@ -282,3 +283,17 @@ def test_a_checkpoint_written_in_the_background_is_the_epoch_it_was_taken_at(tmp
     writer.close()
     saved = Checkpoint(tmp_path / "c.safetensors")
     assert all(torch.equal(saved.model_state()[k], before[k]) for k in before)
+
+
+def test_weights_only_is_the_payload_without_optimizer_and_rng():
+    from divekit.core.checkpoint import checkpoint_payload, weights_only
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    last = checkpoint_payload(net, opt, {"epoch": 1})
+    tensors, header = weights_only(last)
+    expected = checkpoint_payload(net, None, {"epoch": 1}, save_rng=False)
+    assert tensors.keys() == expected[0].keys() and all(tensors[k] is last[0][k] for k in tensors)
+    assert json.loads(header["divekit"]) == json.loads(expected[1]["divekit"])
