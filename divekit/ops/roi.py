@@ -63,6 +63,12 @@ def _check(X: torch.Tensor, rois: torch.Tensor, bins: str | None = None) -> None
         raise ValueError(f"rois must be (K, 5) rows (batch index, x1, y1, x2, y2), got shape {tuple(rois.shape)}")
     if bins is not None and bins not in BINS:
         raise ValueError(f"bins must be one of {', '.join(BINS)}, got {bins!r}")
+    batch = rois[:, 0]
+    bad = (batch != batch.floor()) | (batch < 0) | (batch >= X.shape[0])  # NaN too
+    if bad.any():
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(f"rois[:, 0] must be batch indices, whole numbers in [0, {X.shape[0]}) for a feature map X of "
+                         f"{X.shape[0]} image(s); row {row} has {float(batch[row]):g}")
 
 
 def round_half_away(x: torch.Tensor) -> torch.Tensor:

@@ -188,6 +188,17 @@ def test_float32_matches_float64_and_bad_inputs():
         roi_align(X, rois, 0)
 
 
+@pytest.mark.parametrize("fn", [roi_pool, roi_pool_scratch, roi_align, roi_align_scratch])
+@pytest.mark.parametrize("index", [2.0, -1.0, 0.5, float("nan")])
+def test_a_batch_index_outside_the_feature_map_is_named(fn, index):
+    X, rois, scale = random_case(5)  # N = 2 images
+    rois[3, 0] = index
+    with pytest.raises(ValueError, match=rf"whole numbers in \[0, 2\) .* row 3 has {index:g}"):
+        fn(X, rois, 2, scale)
+    rois[3, 0] = 1.0
+    assert fn(X, rois, 2, scale).shape == (7, 3, 2, 2)
+
+
 def test_batched_nms_matches_the_books_nms():
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(3, 40, 2, generator=g) * 0.7
