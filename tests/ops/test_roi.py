@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def brute_roi_pool(X, rois, size, scale, bins):
     """Python floats (the tests use float64, so the same arithmetic as the op), C rounding."""
     h2, w2 = size
-    N, C, H, W = X.shape
+    _, C, H, W = X.shape
     out = []
     for roi in rois.tolist():
         b = int(roi[0])
@@ -50,7 +50,7 @@ def brute_roi_pool(X, rois, size, scale, bins):
 def brute_roi_align(X, rois, size, scale, sampling_ratio, aligned):
     """Bilinear interpolation as the sum over every cell of the map of its tent weights."""
     h2, w2 = size
-    N, C, H, W = X.shape
+    _, C, H, W = X.shape
     rows, cols = torch.arange(H, dtype=X.dtype), torch.arange(W, dtype=X.dtype)
     out = []
     for roi in rois.tolist():
@@ -137,7 +137,7 @@ def test_rounding_is_cs_halves_away_from_zero():
 def test_roi_pool_matches_brute_force_values_and_gradients(bins, seed):
     X, rois, scale = random_case(seed)
     G = torch.randn(rois.shape[0], X.shape[1], 3, 2, dtype=torch.float64)
-    results = [_grads(lambda x, r: f(x, r, (3, 2), scale, bins=bins), X, rois, G)
+    results = [_grads(lambda x, r, f=f: f(x, r, (3, 2), scale, bins=bins), X, rois, G)
                for f in (roi_pool, roi_pool_scratch)]
     results.append(_grads(lambda x, r: brute_roi_pool(x, r, (3, 2), scale, bins), X, rois, G))
     (out, grad), rest = results[0], results[1:]
