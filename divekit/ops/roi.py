@@ -3,7 +3,8 @@
 
 Regions are `rois (K, 5)` rows (batch index, x1, y1, x2, y2) in input-image coordinates, as in the
 book and `torchvision.ops`; `spatial_scale` maps them onto the feature map `X (N, C, H, W)`
-(0.1 for a map a tenth of the image size). Both ops return `(K, C, h2, w2)`.
+(0.1 for a map a tenth of the image size; a pair (scale_h, scale_w) where the two axes shrink
+differently). Both ops return `(K, C, h2, w2)`.
 
 **RoI pooling** (`roi_pool`) rounds a region's corners to feature-map cells (C's round: halves
 away from zero), so a region covers `w = x2 - x1 + 1` columns and `h = y2 - y1 + 1` rows (at
@@ -46,6 +47,7 @@ import torch
 from .boxes import box_iou
 
 IntPair = int | tuple[int, int]
+Scale = float | tuple[float, float]
 BINS = ("torchvision", "book")
 
 
@@ -54,6 +56,17 @@ def _size(output_size: IntPair) -> tuple[int, int]:
     if len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size):
         raise ValueError(f"output_size must be a positive int or a pair (h2, w2), got {output_size!r}")
     return size
+
+
+def _scaled(corners: torch.Tensor, spatial_scale: Scale) -> torch.Tensor:
+    """Corners (..., 4) (x1, y1, x2, y2) times `spatial_scale`: one number, or (scale_h, scale_w)."""
+    if not isinstance(spatial_scale, (tuple, list)):
+        return corners * spatial_scale
+    if len(spatial_scale) != 2:
+        raise ValueError(f"spatial_scale must be a number or a pair (scale_h, scale_w), got {spatial_scale!r}")
+    s_h, s_w = spatial_scale  # each axis by a Python number, as one scale is: the same rounding
+    x1, y1, x2, y2 = corners.unbind(-1)
+    return torch.stack((x1 * s_w, y1 * s_h, x2 * s_w, y2 * s_h), dim=-1)
 
 
 def _check(X: torch.Tensor, rois: torch.Tensor, bins: str | None = None) -> None:
@@ -91,13 +104,13 @@ def pool_cells(start: int, length: int, n: int, size: int, bins: str = "torchvis
     return cells
 
 
-def _rounded_region(roi: torch.Tensor, spatial_scale: float) -> tuple[int, int, int, int]:
+def _rounded_region(roi: torch.Tensor, spatial_scale: Scale) -> tuple[int, int, int, int]:
     """(x1, y1, w, h) of a region (x1, y1, x2, y2) in feature-map cells: corners rounded, sizes >= 1."""
-    x1, y1, x2, y2 = (int(v) for v in round_half_away(roi * spatial_scale))
+    x1, y1, x2, y2 = (int(v) for v in round_half_away(_scaled(roi, spatial_scale)))
     return x1, y1, max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
 
 
-def roi_pool_scratch(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: float = 1.0,
+def roi_pool_scratch(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: Scale = 1.0,
                      bins: str = "torchvision") -> torch.Tensor:
     """RoI pooling by loops over regions and cells (the book's explanation): (K, C, h2, w2)."""
     _check(X, rois, bins)
@@ -161,7 +174,7 @@ def _first_argmax(pixels: torch.Tensor, first: torch.Tensor, row_lo: torch.Tenso
     return arg
 
 
-def roi_pool(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: float = 1.0,
+def roi_pool(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: Scale = 1.0,
              bins: str = "torchvision") -> torch.Tensor:
     """RoI pooling on whole tensors (see the module doc): (K, C, h2, w2), as roi_pool_scratch."""
     _check(X, rois, bins)
@@ -170,7 +183,7 @@ def roi_pool(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_
     K = rois.shape[0]
     if K == 0:
         return X.new_zeros(0, C, h2, w2)
-    corners = round_half_away(rois[:, 1:].to(X.dtype) * spatial_scale)  # (K, 4) cells
+    corners = round_half_away(_scaled(rois[:, 1:].to(X.dtype), spatial_scale))  # (K, 4) cells
     x1, y1, x2, y2 = corners.unbind(1)
     w, h = (x2 - x1 + 1).clamp(min=1), (y2 - y1 + 1).clamp(min=1)
     row_lo, row_hi = _cell_bounds(y1, h, h2, H, bins)  # (K, h2)
@@ -185,10 +198,10 @@ def roi_pool(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_
 
 # -- RoI Align ------------------------------------------------------------------------------------
 
-def _align_region(roi: torch.Tensor, spatial_scale: float, aligned: bool):
+def _align_region(roi: torch.Tensor, spatial_scale: Scale, aligned: bool):
     """(x1, y1, w, h) of a region on the feature map, unrounded (at least 1 x 1 unless aligned)."""
     offset = 0.5 if aligned else 0.0
-    x1, y1, x2, y2 = (roi * spatial_scale - offset).unbind(-1)
+    x1, y1, x2, y2 = (_scaled(roi, spatial_scale) - offset).unbind(-1)
     w, h = x2 - x1, y2 - y1
     if not aligned:  # torchvision forces malformed regions to 1 x 1
         w, h = w.clamp(min=1.0), h.clamp(min=1.0)
@@ -226,7 +239,7 @@ def bilinear(X: torch.Tensor, y: float, x: float) -> torch.Tensor:
             + ly * hx * X[:, y_high, x_low] + ly * lx * X[:, y_high, x_high])
 
 
-def roi_align_scratch(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: float = 1.0,
+def roi_align_scratch(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: Scale = 1.0,
                       sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """RoI Align by loops over regions, bins and sample points: (K, C, h2, w2)."""
     _check(X, rois)
@@ -268,7 +281,7 @@ def _bin_weights(start: torch.Tensor, length: torch.Tensor, n: int, size: int, s
     return (tent * used[..., None]).sum(dim=2) / g  # (K, n, size): the bin's mean
 
 
-def roi_align(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: float = 1.0,
+def roi_align(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: Scale = 1.0,
               sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """RoI Align on whole tensors (see the module doc): (K, C, h2, w2), as roi_align_scratch."""
     _check(X, rois)

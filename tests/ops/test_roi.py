@@ -167,6 +167,18 @@ def test_gradcheck_float64():
         assert torch.autograd.gradcheck(fn, (X,), eps=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("fn", [roi_pool, roi_pool_scratch, roi_align, roi_align_scratch])
+def test_a_scale_per_axis_is_the_regions_scaled_by_hand(fn):
+    X, rois, _ = random_case(6)
+    by_hand = rois.clone()
+    by_hand[:, [1, 3]] *= 0.25  # x by scale_w (powers of two: exact, so the two must agree exactly)
+    by_hand[:, [2, 4]] *= 0.5  # y by scale_h
+    assert torch.equal(fn(X, rois, (2, 3), (0.5, 0.25)), fn(X, by_hand, (2, 3), 1.0))
+    assert torch.equal(fn(X, rois, (2, 3), (0.5, 0.5)), fn(X, rois, (2, 3), 0.5))
+    with pytest.raises(ValueError, match=r"spatial_scale must be a number or a pair \(scale_h, scale_w\)"):
+        fn(X, rois, 2, (0.5, 0.5, 0.5))
+
+
 def test_roi_pool_tie_goes_to_the_first_maximum_row_major():
     X = torch.zeros(1, 1, 3, 3, requires_grad=True)  # all equal: every cell's first element wins
     for fn in (roi_pool, roi_pool_scratch):
