@@ -76,6 +76,33 @@ def test_the_head_pools_each_roi_with_the_op(op):
     assert torch.equal(pooled, expected)
 
 
+@pytest.mark.parametrize("op", ["pool", "align"])
+def test_the_spatial_scale_is_per_axis(op):
+    torch.manual_seed(0)
+    net = FastRCNN(roi_op=op, roi_size=1)
+    features = torch.randn(1, 128, 4, 8)
+    whole = torch.tensor([[[0.0, 0.0, 1.0, 1.0]]])  # the whole 64 x 256 image: the whole 4 x 8 map
+    pooled = net.pool(features, whole, (64, 256))  # 1/16 down, 1/32 across
+    box = torch.tensor([[0, 0, 0, 256, 64]])
+    if op == "pool":
+        assert torch.equal(pooled, features.amax(dim=(2, 3), keepdim=True))
+    else:
+        assert torch.equal(pooled, roi_align(features, box, 1, (1 / 16, 1 / 32), sampling_ratio=2))
+
+
+@pytest.mark.parametrize("op", ["pool", "align"])
+def test_bfloat16_features_are_pooled_at_float32_regions(op):
+    torch.manual_seed(0)
+    net = FastRCNN(roi_op=op)
+    features = torch.randn(2, 128, 8, 8).bfloat16()
+    # x1 = 87.8 pixels, 5.4875 cells: rounds to 5, but bfloat16 holds 87.8 as 88 (5.5 cells, rounds to 6)
+    rois = torch.tensor([[[87.8 / 128, 0.1, 0.9, 0.7]], [[0.23, 0.31, 0.77, 0.93]]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = net.pool(features, rois, (128, 128))
+    expected = net.pool(features.float(), rois, (128, 128)).bfloat16()
+    assert pooled.dtype == torch.bfloat16 and torch.equal(pooled, expected)
+
+
 def test_loss_and_detections():
     torch.manual_seed(0)
     net = FastRCNN()
