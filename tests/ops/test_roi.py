@@ -159,6 +159,34 @@ def test_roi_align_matches_brute_force_values_and_gradients(sampling_ratio, alig
         assert torch.allclose(grad, other_grad, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("fn", [roi_align, roi_align_scratch])
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+@pytest.mark.parametrize("aligned", [False, True])
+def test_roi_align_on_a_ramp_is_the_ramp_at_each_bin_centre(fn, sampling_ratio, aligned):
+    """Bilinear interpolation is exact on X[n, c, h, w] = a h + b w + c0, so a bin's mean over its
+    grid of points (torchvision: bin start + (i + 0.5) bin size / g, which average to the middle)
+    is the ramp at the bin's centre; the region is (x1, y1, x2, y2) * scale, less 0.5 if aligned."""
+    N, C, H, W, scale = 2, 3, 7, 9, 0.5
+    g = torch.Generator().manual_seed(7)
+    a, b, c0 = (torch.rand(N, C, 1, 1, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(3))
+    h = torch.arange(H, dtype=torch.float64)[:, None]
+    w = torch.arange(W, dtype=torch.float64)[None, :]
+    X = a * h + b * w + c0  # (N, C, H, W)
+    # every sample point inside the map ([0, H - 1] x [0, W - 1]), so nothing is clamped
+    rois = [(0, 1.0, 2.0, 15.0, 11.0), (1, 4.2, 1.4, 13.8, 10.6), (1, 3.0, 3.0, 9.0, 7.0), (0, 2.6, 5.0, 16.0, 12.0)]
+    h2, w2 = 2, 3
+    off = 0.5 if aligned else 0.0
+    expected = torch.empty(len(rois), C, h2, w2, dtype=torch.float64)
+    for k, (n, x1, y1, x2, y2) in enumerate(rois):
+        for p in range(h2):
+            y = y1 * scale - off + (p + 0.5) * (y2 - y1) * scale / h2
+            for q in range(w2):
+                x = x1 * scale - off + (q + 0.5) * (x2 - x1) * scale / w2
+                expected[k, :, p, q] = (a[n] * y + b[n] * x + c0[n]).flatten()
+    out = fn(X, torch.tensor(rois, dtype=torch.float64), (h2, w2), scale, sampling_ratio, aligned)
+    assert torch.allclose(out, expected, rtol=0, atol=1e-9)
+
+
 def test_gradcheck_float64():
     X, rois, scale = random_case(3, N=1, C=1, H=5, W=6, K=3)
     X.requires_grad_(True)
