@@ -115,16 +115,23 @@ class FastRCNN(nn.Module):
         return top_boxes.gather(1, best[..., None].expand(-1, -1, 4))
 
     def pool(self, features: torch.Tensor, rois: torch.Tensor, image_hw) -> torch.Tensor:
-        """RoI pooling (or Align) of normalized rois (B, R, 4) on features: (B * R, C, s, s)."""
+        """RoI pooling (or Align) of normalized rois (B, R, 4) on features: (B * R, C, s, s).
+
+        Computed in float32 (at least) and returned in the features' dtype: the ops cast the
+        regions to the map's dtype, and bfloat16 keeps 8 bits, so pixel 87.8 would become 88."""
         B, R = rois.shape[:2]
         H, W = image_hw
-        pixels = rois * rois.new_tensor([W, H, W, H])  # the book's rois are image pixels ...
-        index = torch.arange(B, device=rois.device, dtype=rois.dtype).repeat_interleave(R)
+        dtype = torch.promote_types(features.dtype, torch.float32)
+        pixels = rois.to(dtype) * rois.new_tensor([W, H, W, H], dtype=dtype)  # the book's rois are image pixels ...
+        index = torch.arange(B, device=rois.device, dtype=dtype).repeat_interleave(R)
         boxes = torch.cat((index[:, None], pixels.reshape(-1, 4)), dim=1)  # (B * R, 5)
-        scale = features.shape[-1] / W  # ... and spatial_scale maps them onto the map
-        if self.roi_op == "align":
-            return roi_align(features, boxes.to(features.dtype), self.roi_size, scale, sampling_ratio=2)
-        return roi_pool(features, boxes.to(features.dtype), self.roi_size, scale)
+        scale = (features.shape[-2] / H, features.shape[-1] / W)  # ... and spatial_scale maps them onto the map
+        with torch.autocast(features.device.type, enabled=False):  # autocast would run roi_align's einsum in bf16
+            if self.roi_op == "align":
+                pooled = roi_align(features.to(dtype), boxes, self.roi_size, scale, sampling_ratio=2)
+            else:
+                pooled = roi_pool(features.to(dtype), boxes, self.roi_size, scale)
+        return pooled.to(features.dtype)
 
     def _anchors_for(self, features: torch.Tensor) -> torch.Tensor:
         key = (*features.shape[-2:], features.device)

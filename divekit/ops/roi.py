@@ -3,7 +3,8 @@
 
 Regions are `rois (K, 5)` rows (batch index, x1, y1, x2, y2) in input-image coordinates, as in the
 book and `torchvision.ops`; `spatial_scale` maps them onto the feature map `X (N, C, H, W)`
-(0.1 for a map a tenth of the image size). Both ops return `(K, C, h2, w2)`.
+(0.1 for a map a tenth of the image size; a pair (scale_h, scale_w) where the two axes shrink
+differently). Both ops return `(K, C, h2, w2)`.
 
 **RoI pooling** (`roi_pool`) rounds a region's corners to feature-map cells (C's round: halves
 away from zero), so a region covers `w = x2 - x1 + 1` columns and `h = y2 - y1 + 1` rows (at
@@ -29,12 +30,14 @@ points; torchvision's roi_align with the same arguments. Points more than one ce
 map read 0; others are clamped onto it.
 
 Each op is written twice: `*_scratch` loops over regions and cells as the book explains (the
-readable reference), `roi_pool` / `roi_align` do the same arithmetic on whole tensors. `roi_pool`
-gathers each cell's columns and takes their maximum, then its rows (row-major ties as
-torchvision); `roi_align` writes bilinear interpolation as a "tent" weight max(0, 1 - |y - h|) per
-row and column, averages the weights of a bin's sample points, and contracts them with the
-feature map in one einsum. The tests check both against brute-force references and each other,
-values and gradients.
+readable reference), `roi_pool` / `roi_align` do the same arithmetic on whole tensors, in memory
+that grows with the output (K x C x h2 x w2), never with K copies of the map. `roi_pool` visits
+each cell's elements in row-major order, all cells of all regions at once, and keeps a running
+maximum and where it is (ties to the first, as torchvision), then reads the maxima off the map so
+that each gradient goes to its one element; `roi_align` writes bilinear interpolation as a "tent"
+weight max(0, 1 - |y - h|) per row and column, averages the weights of a bin's sample points, and
+contracts them with the feature map of each image in one einsum. The tests check both against
+brute-force references and each other, values and gradients.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import torch
 from .boxes import box_iou
 
 IntPair = int | tuple[int, int]
+Scale = float | tuple[float, float]
 BINS = ("torchvision", "book")
 
 
@@ -54,6 +58,17 @@ def _size(output_size: IntPair) -> tuple[int, int]:
     return size
 
 
+def _scaled(corners: torch.Tensor, spatial_scale: Scale) -> torch.Tensor:
+    """Corners (..., 4) (x1, y1, x2, y2) times `spatial_scale`: one number, or (scale_h, scale_w)."""
+    if not isinstance(spatial_scale, (tuple, list)):
+        return corners * spatial_scale
+    if len(spatial_scale) != 2:
+        raise ValueError(f"spatial_scale must be a number or a pair (scale_h, scale_w), got {spatial_scale!r}")
+    s_h, s_w = spatial_scale  # each axis by a Python number, as one scale is: the same rounding
+    x1, y1, x2, y2 = corners.unbind(-1)
+    return torch.stack((x1 * s_w, y1 * s_h, x2 * s_w, y2 * s_h), dim=-1)
+
+
 def _check(X: torch.Tensor, rois: torch.Tensor, bins: str | None = None) -> None:
     if X.dim() != 4:
         raise ValueError(f"X must be a feature map (N, C, H, W), got shape {tuple(X.shape)}")
@@ -61,6 +76,12 @@ def _check(X: torch.Tensor, rois: torch.Tensor, bins: str | None = None) -> None
         raise ValueError(f"rois must be (K, 5) rows (batch index, x1, y1, x2, y2), got shape {tuple(rois.shape)}")
     if bins is not None and bins not in BINS:
         raise ValueError(f"bins must be one of {', '.join(BINS)}, got {bins!r}")
+    batch = rois[:, 0]
+    bad = (batch != batch.floor()) | (batch < 0) | (batch >= X.shape[0])  # NaN too
+    if bad.any():
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(f"rois[:, 0] must be batch indices, whole numbers in [0, {X.shape[0]}) for a feature map X of "
+                         f"{X.shape[0]} image(s); row {row} has {float(batch[row]):g}")
 
 
 def round_half_away(x: torch.Tensor) -> torch.Tensor:
@@ -83,13 +104,13 @@ def pool_cells(start: int, length: int, n: int, size: int, bins: str = "torchvis
     return cells
 
 
-def _rounded_region(roi: torch.Tensor, spatial_scale: float) -> tuple[int, int, int, int]:
+def _rounded_region(roi: torch.Tensor, spatial_scale: Scale) -> tuple[int, int, int, int]:
     """(x1, y1, w, h) of a region (x1, y1, x2, y2) in feature-map cells: corners rounded, sizes >= 1."""
-    x1, y1, x2, y2 = (int(v) for v in round_half_away(roi * spatial_scale))
+    x1, y1, x2, y2 = (int(v) for v in round_half_away(_scaled(roi, spatial_scale)))
     return x1, y1, max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
 
 
-def roi_pool_scratch(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: float = 1.0,
+def roi_pool_scratch(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: Scale = 1.0,
                      bins: str = "torchvision") -> torch.Tensor:
     """RoI pooling by loops over regions and cells (the book's explanation): (K, C, h2, w2)."""
     _check(X, rois, bins)
@@ -123,53 +144,64 @@ def _cell_bounds(start: torch.Tensor, length: torch.Tensor, n: int, size: int, b
     return lo, hi
 
 
-def _max_over_cells(Y: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, dim: int) -> torch.Tensor:
-    """Max of Y (K, ...) over each region's cells [lo, hi) (K, n) along `dim`: that dim becomes n.
+def _first_argmax(pixels: torch.Tensor, first: torch.Tensor, row_lo: torch.Tensor, row_hi: torch.Tensor,
+                  col_lo: torch.Tensor, col_hi: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """(K, h2, w2, C): the row of `pixels` (N H W, C) holding the first maximum of each cell, row-major.
 
-    The k-th element of a cell is index lo + k, k < the longest cell; indices past a cell's end
-    read -inf (clamped onto the axis, so the gather stays in range)."""
-    longest = max(int((hi - lo).max()), 1) if lo.numel() else 1
-    k = torch.arange(longest, device=Y.device)
-    index = lo[..., None] + k  # (K, n, longest)
-    inside = index < hi[..., None]
-    index = index.clamp(max=Y.shape[dim] - 1)
-    K, n = lo.shape
-    shape = [K] + [1] * (Y.dim() - 1)
-    shape[dim] = n * longest
-    expand = list(Y.shape)
-    expand[dim] = n * longest
-    gathered = Y.gather(dim, index.reshape(shape).expand(expand))  # dim: (n * longest,)
-    gathered = gathered.masked_fill(~inside.reshape(shape), float("-inf"))
-    split = list(Y.shape)
-    split[dim:dim + 1] = [n, longest]
-    return gathered.reshape(split).max(dim=dim + 1).values  # the first maximum of each cell
+    `first` (K,) is the row of each region's image's pixel (0, 0); a cell's rows are [row_lo, row_hi)
+    (K, h2), its columns [col_lo, col_hi) (K, w2). Element (i, j) of every cell is read at once, in
+    row-major order; past a cell's end it reads the cell's first element again, which cannot beat
+    the maximum so far (only a larger value replaces it, so ties keep the first)."""
+
+    def at(i: int, j: int) -> torch.Tensor:  # (K, h2, w2): the pixel of element (i, j) of each cell
+        r, c = (row_lo + i).clamp(max=H - 1), (col_lo + j).clamp(max=W - 1)
+        return first[:, None, None] + (r * W)[:, :, None] + c[:, None, :]
+
+    top_left = at(0, 0)  # inside every cell that is not empty
+    best = pixels[top_left]  # (K, h2, w2, C)
+    arg = top_left[..., None].expand_as(best).clone()
+    rows, cols = int((row_hi - row_lo).max().clamp(min=1)), int((col_hi - col_lo).max().clamp(min=1))
+    for i in range(rows):
+        for j in range(cols):
+            if i == j == 0:
+                continue
+            inside = (row_lo + i < row_hi)[:, :, None] & (col_lo + j < col_hi)[:, None, :]  # (K, h2, w2)
+            index = torch.where(inside, at(i, j), top_left)
+            values = pixels[index]  # (K, h2, w2, C)
+            better = values > best
+            torch.where(better, values, best, out=best)  # in place: memory stays a few times the output's
+            torch.where(better, index[..., None], arg, out=arg)
+    return arg
 
 
-def roi_pool(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: float = 1.0,
+def roi_pool(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: Scale = 1.0,
              bins: str = "torchvision") -> torch.Tensor:
     """RoI pooling on whole tensors (see the module doc): (K, C, h2, w2), as roi_pool_scratch."""
     _check(X, rois, bins)
     h2, w2 = _size(output_size)
-    H, W = X.shape[-2:]
+    N, C, H, W = X.shape
     K = rois.shape[0]
-    corners = round_half_away(rois[:, 1:].to(X.dtype) * spatial_scale)  # (K, 4) cells
+    if K == 0:
+        return X.new_zeros(0, C, h2, w2)
+    corners = round_half_away(_scaled(rois[:, 1:].to(X.dtype), spatial_scale))  # (K, 4) cells
     x1, y1, x2, y2 = corners.unbind(1)
     w, h = (x2 - x1 + 1).clamp(min=1), (y2 - y1 + 1).clamp(min=1)
     row_lo, row_hi = _cell_bounds(y1, h, h2, H, bins)  # (K, h2)
     col_lo, col_hi = _cell_bounds(x1, w, w2, W, bins)  # (K, w2)
-    regions = X[rois[:, 0].long()]  # (K, C, H, W): each region's image
-    cols = _max_over_cells(regions, col_lo, col_hi, dim=3)  # (K, C, H, w2): first the columns of a cell ...
-    out = _max_over_cells(cols, row_lo, row_hi, dim=2)  # (K, C, h2, w2): ... then its rows, row-major ties
+    pixels = X.permute(0, 2, 3, 1).reshape(N * H * W, C)  # (N H W, C): a pixel's channels in a row
+    with torch.no_grad():  # where the maxima are; reading them below is what the gradient flows through
+        arg = _first_argmax(pixels, rois[:, 0].long() * (H * W), row_lo, row_hi, col_lo, col_hi, H, W)
+    out = pixels.gather(0, arg.reshape(-1, C)).reshape(K, h2, w2, C)
     empty = (row_hi <= row_lo)[:, :, None] | (col_hi <= col_lo)[:, None, :]  # (K, h2, w2)
-    return out.masked_fill(empty[:, None], 0.0) if K else X.new_zeros(0, X.shape[1], h2, w2)
+    return out.masked_fill(empty[..., None], 0.0).permute(0, 3, 1, 2).contiguous()  # (K, C, h2, w2)
 
 
 # -- RoI Align ------------------------------------------------------------------------------------
 
-def _align_region(roi: torch.Tensor, spatial_scale: float, aligned: bool):
+def _align_region(roi: torch.Tensor, spatial_scale: Scale, aligned: bool):
     """(x1, y1, w, h) of a region on the feature map, unrounded (at least 1 x 1 unless aligned)."""
     offset = 0.5 if aligned else 0.0
-    x1, y1, x2, y2 = (roi * spatial_scale - offset).unbind(-1)
+    x1, y1, x2, y2 = (_scaled(roi, spatial_scale) - offset).unbind(-1)
     w, h = x2 - x1, y2 - y1
     if not aligned:  # torchvision forces malformed regions to 1 x 1
         w, h = w.clamp(min=1.0), h.clamp(min=1.0)
@@ -207,7 +239,7 @@ def bilinear(X: torch.Tensor, y: float, x: float) -> torch.Tensor:
             + ly * hx * X[:, y_high, x_low] + ly * lx * X[:, y_high, x_high])
 
 
-def roi_align_scratch(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: float = 1.0,
+def roi_align_scratch(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: Scale = 1.0,
                       sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """RoI Align by loops over regions, bins and sample points: (K, C, h2, w2)."""
     _check(X, rois)
@@ -249,7 +281,7 @@ def _bin_weights(start: torch.Tensor, length: torch.Tensor, n: int, size: int, s
     return (tent * used[..., None]).sum(dim=2) / g  # (K, n, size): the bin's mean
 
 
-def roi_align(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: float = 1.0,
+def roi_align(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial_scale: Scale = 1.0,
               sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """RoI Align on whole tensors (see the module doc): (K, C, h2, w2), as roi_align_scratch."""
     _check(X, rois)
@@ -260,8 +292,14 @@ def roi_align(X: torch.Tensor, rois: torch.Tensor, output_size: IntPair, spatial
     x1, y1, w, h = _align_region(rois[:, 1:].to(X.dtype), spatial_scale, aligned)
     A_y = _bin_weights(y1, h, h2, H, sampling_ratio)  # (K, h2, H)
     A_x = _bin_weights(x1, w, w2, W, sampling_ratio)  # (K, w2, W)
-    # a bin's points are a grid, and bilinear weights are a product of a row and a column weight
-    return torch.einsum("kph,kchw,kqw->kcpq", A_y, X[rois[:, 0].long()], A_x)
+    # a bin's points are a grid, and bilinear weights are a product of a row and a column weight;
+    # the regions of one image share its map, so each image's map is contracted once with all of them
+    batch = rois[:, 0].long()
+    order = batch.argsort(stable=True)  # (K,): the regions image by image
+    images, counts = batch[order].unique_consecutive(return_counts=True)
+    pieces = [torch.einsum("kph,chw,kqw->kcpq", A_y[k], X[n], A_x[k])
+              for n, k in zip(images.tolist(), order.split(counts.tolist()))]
+    return torch.cat(pieces)[order.argsort()]  # (K, C, h2, w2), back in the order of rois
 
 
 # -- proposals ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def brute_roi_pool(X, rois, size, scale, bins):
     """Python floats (the tests use float64, so the same arithmetic as the op), C rounding."""
     h2, w2 = size
-    N, C, H, W = X.shape
+    _, C, H, W = X.shape
     out = []
     for roi in rois.tolist():
         b = int(roi[0])
@@ -50,7 +50,7 @@ def brute_roi_pool(X, rois, size, scale, bins):
 def brute_roi_align(X, rois, size, scale, sampling_ratio, aligned):
     """Bilinear interpolation as the sum over every cell of the map of its tent weights."""
     h2, w2 = size
-    N, C, H, W = X.shape
+    _, C, H, W = X.shape
     rows, cols = torch.arange(H, dtype=X.dtype), torch.arange(W, dtype=X.dtype)
     out = []
     for roi in rois.tolist():
@@ -137,7 +137,7 @@ def test_rounding_is_cs_halves_away_from_zero():
 def test_roi_pool_matches_brute_force_values_and_gradients(bins, seed):
     X, rois, scale = random_case(seed)
     G = torch.randn(rois.shape[0], X.shape[1], 3, 2, dtype=torch.float64)
-    results = [_grads(lambda x, r: f(x, r, (3, 2), scale, bins=bins), X, rois, G)
+    results = [_grads(lambda x, r, f=f: f(x, r, (3, 2), scale, bins=bins), X, rois, G)
                for f in (roi_pool, roi_pool_scratch)]
     results.append(_grads(lambda x, r: brute_roi_pool(x, r, (3, 2), scale, bins), X, rois, G))
     (out, grad), rest = results[0], results[1:]
@@ -159,12 +159,52 @@ def test_roi_align_matches_brute_force_values_and_gradients(sampling_ratio, alig
         assert torch.allclose(grad, other_grad, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("fn", [roi_align, roi_align_scratch])
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+@pytest.mark.parametrize("aligned", [False, True])
+def test_roi_align_on_a_ramp_is_the_ramp_at_each_bin_centre(fn, sampling_ratio, aligned):
+    """Bilinear interpolation is exact on X[n, c, h, w] = a h + b w + c0, so a bin's mean over its
+    grid of points (torchvision: bin start + (i + 0.5) bin size / g, which average to the middle)
+    is the ramp at the bin's centre; the region is (x1, y1, x2, y2) * scale, less 0.5 if aligned."""
+    N, C, H, W, scale = 2, 3, 7, 9, 0.5
+    g = torch.Generator().manual_seed(7)
+    a, b, c0 = (torch.rand(N, C, 1, 1, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(3))
+    h = torch.arange(H, dtype=torch.float64)[:, None]
+    w = torch.arange(W, dtype=torch.float64)[None, :]
+    X = a * h + b * w + c0  # (N, C, H, W)
+    # every sample point inside the map ([0, H - 1] x [0, W - 1]), so nothing is clamped
+    rois = [(0, 1.0, 2.0, 15.0, 11.0), (1, 4.2, 1.4, 13.8, 10.6), (1, 3.0, 3.0, 9.0, 7.0), (0, 2.6, 5.0, 16.0, 12.0)]
+    h2, w2 = 2, 3
+    off = 0.5 if aligned else 0.0
+    expected = torch.empty(len(rois), C, h2, w2, dtype=torch.float64)
+    for k, (n, x1, y1, x2, y2) in enumerate(rois):
+        for p in range(h2):
+            y = y1 * scale - off + (p + 0.5) * (y2 - y1) * scale / h2
+            for q in range(w2):
+                x = x1 * scale - off + (q + 0.5) * (x2 - x1) * scale / w2
+                expected[k, :, p, q] = (a[n] * y + b[n] * x + c0[n]).flatten()
+    out = fn(X, torch.tensor(rois, dtype=torch.float64), (h2, w2), scale, sampling_ratio, aligned)
+    assert torch.allclose(out, expected, rtol=0, atol=1e-9)
+
+
 def test_gradcheck_float64():
     X, rois, scale = random_case(3, N=1, C=1, H=5, W=6, K=3)
     X.requires_grad_(True)
     for fn in (lambda x: roi_pool(x, rois, 2, scale), lambda x: roi_pool_scratch(x, rois, 2, scale),
                lambda x: roi_align(x, rois, 2, scale), lambda x: roi_align_scratch(x, rois, 2, scale)):
         assert torch.autograd.gradcheck(fn, (X,), eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("fn", [roi_pool, roi_pool_scratch, roi_align, roi_align_scratch])
+def test_a_scale_per_axis_is_the_regions_scaled_by_hand(fn):
+    X, rois, _ = random_case(6)
+    by_hand = rois.clone()
+    by_hand[:, [1, 3]] *= 0.25  # x by scale_w (powers of two: exact, so the two must agree exactly)
+    by_hand[:, [2, 4]] *= 0.5  # y by scale_h
+    assert torch.equal(fn(X, rois, (2, 3), (0.5, 0.25)), fn(X, by_hand, (2, 3), 1.0))
+    assert torch.equal(fn(X, rois, (2, 3), (0.5, 0.5)), fn(X, rois, (2, 3), 0.5))
+    with pytest.raises(ValueError, match=r"spatial_scale must be a number or a pair \(scale_h, scale_w\)"):
+        fn(X, rois, 2, (0.5, 0.5, 0.5))
 
 
 def test_roi_pool_tie_goes_to_the_first_maximum_row_major():
@@ -186,6 +226,17 @@ def test_float32_matches_float64_and_bad_inputs():
         roi_pool(X, rois, 2, bins="nearest")
     with pytest.raises(ValueError, match="output_size must be"):
         roi_align(X, rois, 0)
+
+
+@pytest.mark.parametrize("fn", [roi_pool, roi_pool_scratch, roi_align, roi_align_scratch])
+@pytest.mark.parametrize("index", [2.0, -1.0, 0.5, float("nan")])
+def test_a_batch_index_outside_the_feature_map_is_named(fn, index):
+    X, rois, scale = random_case(5)  # N = 2 images
+    rois[3, 0] = index
+    with pytest.raises(ValueError, match=rf"whole numbers in \[0, 2\) .* row 3 has {index:g}"):
+        fn(X, rois, 2, scale)
+    rois[3, 0] = 1.0
+    assert fn(X, rois, 2, scale).shape == (7, 3, 2, 2)
 
 
 def test_batched_nms_matches_the_books_nms():
