@@ -91,8 +91,9 @@ def child(argv: list[str], cprofile: bool, teardown: bool = False, torch_profile
         trainer.Trainer.train_epoch = timed("training", trainer.Trainer.train_epoch)
         trainer.Trainer.evaluate = timed("evaluation", trainer.Trainer.evaluate)
         for hook in ("on_epoch_end", "on_fit_end", "teardown"):  # the snapshot, then the waits for the writer
-            setattr(callbacks.CheckpointSaver, hook,
-                    timed("checkpoint writes", getattr(callbacks.CheckpointSaver, hook)))
+            if hook in vars(callbacks.CheckpointSaver):  # (older code wrote in on_epoch_end alone)
+                setattr(callbacks.CheckpointSaver, hook,
+                        timed("checkpoint writes", getattr(callbacks.CheckpointSaver, hook)))
         callbacks.MetricsLogger.on_epoch_end = timed("metrics files", callbacks.MetricsLogger.on_epoch_end)
         callbacks.PlotCurves._draw = timed("curves plot", callbacks.PlotCurves._draw)
     current[0] = "other"
