@@ -68,6 +68,7 @@ def main() -> None:
                          "--data-dir", args.data_dir]
             walls: dict[str, list[float]] = {"divekit": [], "plain": []}
             accs: dict[str, list[float]] = {"divekit": [], "plain": []}
+            choices = set()  # what each divekit run chose from the machine (threads, wait policy), from its config.json
             for r in range(args.rounds):
                 pair = [("divekit", [*dk_cmd, "--out", f"{tmp}/{name}-{r}"]), ("plain", plain_cmd)]
                 for who, cmd in pair[::-1] if r % 2 else pair:  # A B, B A, ...: neither always runs first
@@ -76,12 +77,15 @@ def main() -> None:
                     accs[who].append(summary[figure])
                     if steal is not None:
                         steals.append(steal)
+                machine = json.loads(Path(f"{tmp}/{name}-{r}/config.json").read_text())["machine"]
+                choices.add(f"{machine['threads']} threads, {machine['omp_wait_policy']}")
             ratio = statistics.median(walls["divekit"]) / statistics.median(walls["plain"])
             ratios.append(ratio)
             print(f"{name} ({epochs} epochs): divekit {statistics.median(walls['divekit']):.1f} s, {figure} "
                   f"{statistics.mean(accs['divekit']):.4f} | plain {statistics.median(walls['plain']):.1f} s, {figure} "
                   f"{statistics.mean(accs['plain']):.4f} | divekit / plain {ratio:.2f} (walls: divekit "
-                  f"{fmt(walls['divekit'])}, plain {fmt(walls['plain'])})", flush=True)
+                  f"{fmt(walls['divekit'])}, plain {fmt(walls['plain'])}; divekit chose {' | '.join(sorted(choices))})",
+                  flush=True)
     print(f"median ratio divekit / plain: {statistics.median(ratios):.2f} over {len(ratios)} pairs, "
           f"{args.rounds} rounds each")
     if steals:
