@@ -9,6 +9,7 @@ that changes what it produces bumps FORMAT, so that no entry an older decoder wr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -50,19 +51,16 @@ def decoded(folder: str, name: str, key: Any, build: Callable[[], tuple[Tensors,
     """
     path = None
     if cache:
-        try:
+        # an unreadable entry (or an unusable cache folder) means decoding, below
+        with contextlib.suppress(DivekitError, KeyError, TypeError, ValueError, OSError):
             path = entry_path(folder, name, key)
             if path.is_file():
                 tensors, header = read_safetensors(path, HEADER_KEY)
                 if header is not None and valid(tensors, header):
                     return tensors, header
-        except (DivekitError, KeyError, TypeError, ValueError, OSError):
-            pass  # an unreadable entry is decoded again below
     tensors, header = build()
     if path is not None:
-        try:
+        with contextlib.suppress(OSError, DivekitError):  # a read-only cache: decode every time
             path.parent.mkdir(exist_ok=True)
             atomic_save_file(tensors, path, {HEADER_KEY: json.dumps(header)})
-        except (OSError, DivekitError):
-            pass  # a read-only cache: decode every time
     return tensors, header
