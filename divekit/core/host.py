@@ -40,10 +40,8 @@ def busy_elsewhere(interval: float = 0.05, stat: str = "/proc/stat") -> float:
         with open(stat) as f:
             for line in f:
                 name, *fields = line.split()
-                if not name.startswith("cpu") or name == "cpu":
-                    continue  # the first line sums every CPU of the host
-                if not name[3:].isdigit():
-                    break  # past the cpuN lines
+                if not (name.startswith("cpu") and name[3:].isdigit()):
+                    continue  # not a cpuN line (the first, "cpu", sums every CPU of the host)
                 cpu = int(name[3:])
                 if allowed is None or cpu in allowed:
                     user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[:8])
