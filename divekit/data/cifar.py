@@ -55,7 +55,7 @@ TEST_BATCH = "test_batch.bin"
 META = "batches.meta.txt"
 BATCH_RECORDS = 10_000  # a real batch file holds exactly 10,000 records
 BATCH_BYTES = BATCH_RECORDS * RECORD_BYTES
-# the optimizer and lr are the model's (resnet18-cifar's defaults are book 14.1's: Adam, lr 0.001)
+# the optimizer and lr are the model's (resnet18 on cifar10, like resnet18-cifar, takes book 14.1's: Adam, lr 0.001)
 DEFAULTS = {"batch_size": 256, "epochs": 10}
 REFETCH = ("Delete cifar-10-binary.tar.gz (or the extracted cifar-10-batches-bin folder) from the data folder "
            "and run `divekit data download cifar10` to download it again")
