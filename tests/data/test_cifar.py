@@ -189,7 +189,8 @@ def test_train_resnet18_with_flips_from_the_cli(data_dir, tmp_path, capsys):
     assert summary["data"] == "cifar10" and summary["epochs"] == 1
     assert summary["train_acc"] > 0.25  # chance is 0.1; the classes differ in colour
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["augment"] == "flip" and (config["optimizer"], config["lr"], config["resize"]) == ("adam", 0.001, None)
+    assert config["augment"] == "flip"
+    assert (config["optimizer"], config["lr"], config["resize"]) == ("adam", 0.001, None)
     assert config["model_args"] == {"small_input": True}  # d2l.resnet18's 3x3 stem, no max pool
 
 
